@@ -1,0 +1,1 @@
+"""Glasshouse: workplace monitoring and performance management with purpose separation."""

@@ -1,0 +1,15 @@
+from django.urls import include, path
+
+from glasshouse.config.api import api
+
+urlpatterns = [
+    path("", include("glasshouse.core.urls")),
+    path("accounts/", include("glasshouse.accounts.urls")),
+    path("org/", include("glasshouse.org.urls")),
+    path("audit/", include("glasshouse.audit.urls")),
+    path("monitoring/", include("glasshouse.activity.urls")),
+    path("api/v1/", api.urls),
+]
+
+handler403 = "glasshouse.core.views.permission_denied"
+handler404 = "glasshouse.core.views.page_not_found"
