@@ -7,6 +7,7 @@ a manager with one direct report, and a login for each persona with PERSONA_PASS
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -78,8 +79,12 @@ def personas(db: None) -> Personas:
     employee = make_person("employee@example.test", "Eve Employee", "E005", sales_team, None, manager=manager)
     auditor = make_person("auditor@example.test", "Aud Itor", "E006", company, office)
     outsider = User.objects.create_user("outsider@example.test", PERSONA_PASSWORD, display_name="Olly Outsider")
-    for person, role in ((it_admin, Role.IT_ADMIN), (security, Role.SECURITY_ANALYST), (hr, Role.HR_PARTNER),
-                         (auditor, Role.AUDITOR)):
+    for person, role in (
+        (it_admin, Role.IT_ADMIN),
+        (security, Role.SECURITY_ANALYST),
+        (hr, Role.HR_PARTNER),
+        (auditor, Role.AUDITOR),
+    ):
         assert person.user is not None
         RoleAssignment.objects.create(user=person.user, role=role)
 
@@ -88,14 +93,26 @@ def personas(db: None) -> Personas:
         return p.user
 
     return Personas(
-        it_admin=user(it_admin), security=user(security), hr=user(hr), manager=user(manager),
-        employee=user(employee), auditor=user(auditor), outsider=outsider, office=office,
-        company=company, it_team=it_team, people_team=people_team, sales_team=sales_team,
+        it_admin=user(it_admin),
+        security=user(security),
+        hr=user(hr),
+        manager=user(manager),
+        employee=user(employee),
+        auditor=user(auditor),
+        outsider=outsider,
+        office=office,
+        company=company,
+        it_team=it_team,
+        people_team=people_team,
+        sales_team=sales_team,
     )
 
 
+ClientFor = Callable[[str], Client]
+
+
 @pytest.fixture
-def client_for(personas: Personas):  # type: ignore[no-untyped-def]
+def client_for(personas: Personas) -> ClientFor:
     """client_for("hr") -> a CSRF-enforcing test client signed in as that persona."""
 
     def make(name: str) -> Client:

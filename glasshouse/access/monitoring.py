@@ -88,9 +88,7 @@ def _remembered_purpose(request: HttpRequest, person_id: int) -> Purpose | None:
 
 
 def remember_purpose(request: HttpRequest, person_id: int, purpose: Purpose) -> None:
-    purposes = {
-        k: v for k, v in request.session.get(_SESSION_KEY, {}).items() if v["until"] >= time.time()
-    }
+    purposes = {k: v for k, v in request.session.get(_SESSION_KEY, {}).items() if v["until"] >= time.time()}
     purposes[str(person_id)] = {
         "category": purpose.category.value,
         "detail": purpose.detail,

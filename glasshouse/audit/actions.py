@@ -50,9 +50,9 @@ def record(
     fields only. The head row is locked so concurrent writers append in a single order.
     """
     with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
-        if head is None:
-            head = AuditHead.objects.create(pk=1, seq=0, hash=GENESIS_HASH)
+        # get_or_create first: it survives two writers racing to create the very first head.
+        AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+        head = AuditHead.objects.select_for_update().get(pk=1)
         authenticated = actor is not None and actor.is_authenticated
         entry = AuditEntry(
             seq=head.seq + 1,

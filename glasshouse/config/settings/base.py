@@ -79,6 +79,8 @@ def _database() -> dict[str, Any]:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
         }
+        # A file, not :memory:, so background threads (CSV import) see the same test database.
+        config["TEST"] = {"NAME": str(VAR_DIR / "test-glasshouse.sqlite3")}
     else:
         config.setdefault("TEST", {})["NAME"] = envstr("GLASSHOUSE_TEST_DB_NAME", "test_glasshouse")
     return config
@@ -125,7 +127,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(envstr("GLASSHOUSE_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("GLASSHOUSE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE

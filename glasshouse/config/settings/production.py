@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.exceptions import ImproperlyConfigured
 
 from glasshouse.config.settings.base import *  # noqa: F403
-from glasshouse.core.env import envbool, envint, envlist, envsecret
+from glasshouse.config.settings.base import BASE_DIR
+from glasshouse.core.env import envbool, envint, envlist, envsecret, envstr
 
 if envbool("GLASSHOUSE_DEBUG", False):
     raise ImproperlyConfigured("GLASSHOUSE_DEBUG must not be true in production settings")
@@ -29,6 +32,7 @@ SECURE_HSTS_SECONDS = envint("GLASSHOUSE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("GLASSHOUSE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = envbool("GLASSHOUSE_HSTS_PRELOAD", True)
 CSRF_TRUSTED_ORIGINS = envlist("GLASSHOUSE_CSRF_TRUSTED_ORIGINS", [])
+STATIC_ROOT = Path(envstr("GLASSHOUSE_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
