@@ -51,6 +51,21 @@ else
   skipped+=("browser tests: Chromium is not installed and cannot be installed without root")
 fi
 
+step "endpoint agent"
+bash scripts/setup-agent-test-deps.sh; agent_deps=$?
+if [ $agent_deps -eq 0 ] || [ "$CI" != "true" ]; then
+  # The agent has its own virtualenv: it must install and run without any of the server's packages.
+  [ -x agent/.venv/bin/python ] || python3 -m venv agent/.venv
+  agent/.venv/bin/pip install --quiet --upgrade pip
+  agent/.venv/bin/pip install --quiet -e 'agent[test]'
+  run "agent: ruff" bash -c "cd agent && .venv/bin/ruff check . && .venv/bin/ruff format --check ."
+  run "agent: mypy --strict" bash -c "cd agent && .venv/bin/mypy"
+  run "agent tests" bash -c "cd agent && .venv/bin/pytest -q --junitxml='$REPORTS/agent.xml'"
+  [ $agent_deps -eq 0 ] || skipped+=("agent X11/systemd tests: system packages missing and not root (see scripts/setup-agent-test-deps.sh)")
+else
+  failed+=("agent test dependencies unavailable under CI")
+fi
+
 echo
 echo "==> summary"
 for s in "${skipped[@]+"${skipped[@]}"}"; do echo "SKIPPED: $s"; done

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install the Debian packages the endpoint agent's real tests need: an X server (Xvfb), a window
+# manager that sets _NET_ACTIVE_WINDOW (openbox), xdotool to switch focus and move the mouse,
+# xterm as a focusable client, x11-utils (xprop), systemd for `systemd-analyze verify` on the
+# shipped unit, and desktop-file-utils to validate the XDG autostart entry.
+# Nothing is downloaded from outside Debian.
+# Exit 0: everything is there. Exit 3: something is missing and this user cannot install it.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A needs=(
+  [Xvfb]=xvfb
+  [openbox]=openbox
+  [xdotool]=xdotool
+  [xterm]=xterm
+  [xprop]=x11-utils
+  [systemd-analyze]=systemd
+  [desktop-file-validate]=desktop-file-utils
+)
+
+missing=()
+for cmd in "${!needs[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("${needs[$cmd]}")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing for the agent tests: ${missing[*]} (run 'apt-get install ${missing[*]}' as root)" >&2
+  exit 3
+fi
+
+echo "Installing Debian packages for the agent tests: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# --no-install-recommends keeps systemd from pulling in a desktop's worth of extras.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+for cmd in "${!needs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "still missing after install: $cmd" >&2; exit 1; }
+done
