@@ -95,9 +95,7 @@ class Person(models.Model):
     employee_number = models.CharField(max_length=32, unique=True)
     job_title = models.CharField(max_length=150, blank=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, null=True, blank=True, related_name="members")
-    manager = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="direct_reports"
-    )
+    manager = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="direct_reports")
     # No office means the person works remotely.
     office = models.ForeignKey(Office, on_delete=models.PROTECT, null=True, blank=True, related_name="people")
     time_zone = models.CharField(max_length=64, default="UTC")
@@ -161,12 +159,15 @@ class PeopleImport(models.Model):
     processed_rows = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     updated_count = models.PositiveIntegerField(default=0)
-    # [{"row": 3, "field": "email", "message": "..."}], row numbers as a spreadsheet shows them.
+    # [{"row": 3, "field": "email", "value": "...", "message": "..."}], rows numbered as a spreadsheet shows them.
     errors: models.JSONField[Any, Any] = models.JSONField(default=list)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import of {self.filename}"
 
     @property
     def percent(self) -> int:
