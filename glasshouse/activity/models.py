@@ -1,0 +1,130 @@
+"""Stored activity: interned strings, ingested batches, spans and the rollups the worker keeps.
+
+Spans are written only by an event sink (`activity.sinks`) in bulk, never one ORM object at a
+time; rollups only by the worker (`activity.rollups`). Reports read rollups, not spans.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+
+class InternedString(models.Model):
+    """An app name, executable, window title, domain or user name, stored once.
+
+    `digest` (blake2b-128 of the value) is the unique key: long titles would not fit a btree
+    index, and a fixed-width key keeps the lookup cheap on both databases.
+    """
+
+    digest = models.CharField(max_length=32, unique=True)
+    value = models.TextField()
+
+    def __str__(self) -> str:
+        return self.value[:80]
+
+
+class IngestBatch(models.Model):
+    """One accepted agent batch. The unique (device, seq) makes retries idempotent and the id is
+    the ingest order the worker follows; `rolled_up` marks batches the rollups already counted."""
+
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="batches")
+    seq = models.BigIntegerField()
+    received_at = models.DateTimeField(default=timezone.now)
+    span_count = models.PositiveIntegerField(default=0)
+    # Periods the agent could not keep (spool caps), shown as visible gaps: [{start, end, reason, dropped}].
+    gaps: models.JSONField[Any, Any] = models.JSONField(default=list, blank=True)
+    rolled_up = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "seq"], name="ingest_batch_once")]
+        indexes = [models.Index(fields=["id"], condition=models.Q(rolled_up=False), name="ingest_batch_pending")]
+
+    def __str__(self) -> str:
+        return f"batch {self.seq} of {self.device_id}"
+
+
+class SpanKind(models.IntegerChoices):
+    WINDOW = 1, "window"
+    IDLE = 2, "idle"
+    SESSION = 3, "session"
+    BROWSER = 4, "browser"
+
+
+class Span(models.Model):
+    """A closed interval of one state on one device.
+
+    Foreign keys carry no database constraint: the sink writes strings, batch and spans in one
+    transaction, and unconstrained columns keep bulk COPY fast (and let retention drop old rows
+    without cascading checks).
+    """
+
+    batch = models.ForeignKey(IngestBatch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    device = models.ForeignKey(
+        "devices.Device", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    person = models.ForeignKey(
+        "org.Person", on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    kind = models.SmallIntegerField(choices=SpanKind.choices)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    app = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    exe = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    title = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    domain = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    # The OS user of a session event.
+    user = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    pid = models.IntegerField(null=True)
+    # "idle"/"active" for idle spans, the event (login, logout, lock, unlock) for session spans.
+    state = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["person", "start"], name="span_person_start")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.start:%Y-%m-%d %H:%M:%S}"
+
+
+class HourlyAppUsage(models.Model):
+    """Seconds of window focus per person, UTC hour and application."""
+
+    person = models.ForeignKey("org.Person", on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    app = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    seconds = models.FloatField(default=0)
+    spans = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["person", "hour", "app"], name="hourly_app_usage_key")]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} {self.hour:%Y-%m-%d %H}h {self.seconds:.0f}s"
+
+
+class DailyAppUsage(models.Model):
+    """Seconds of window focus per person, local day (in the person's own zone) and application."""
+
+    person = models.ForeignKey("org.Person", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    app = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    seconds = models.FloatField(default=0)
+    spans = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["person", "day", "app"], name="daily_app_usage_key")]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} {self.day} {self.seconds:.0f}s"

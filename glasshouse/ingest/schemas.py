@@ -1,0 +1,126 @@
+"""The shapes of agent requests and answers (protocol v1, docs/agent-protocol.md).
+
+Batches are validated whole, straight from the JSON bytes by pydantic's Rust core, before
+anything is written; `first_error` turns pydantic's location into the protocol's field path
+("spans[3].end").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from ninja import Schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_SPANS = 1000
+# 2000-01-01: anything earlier is a broken clock, not activity.
+EARLIEST = 946_684_800.0
+# How far ahead of the server clock an agent's clock may run before a time is refused.
+FUTURE_SLACK_SECONDS = 24 * 3600
+
+Short = Annotated[str, Field(max_length=256)]
+Path = Annotated[str, Field(max_length=1024)]
+Title = Annotated[str, Field(max_length=2048)]
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SpanSchema(BaseModel):
+    # Unknown keys are ignored so a newer agent can add optional fields without being refused.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: Literal["window", "idle", "session", "browser"]
+    start: Seconds
+    end: Seconds
+    app: Short | None = None
+    exe: Path | None = None
+    title: Title | None = None
+    domain: Short | None = None
+    user: Short | None = None
+    pid: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    state: Annotated[str, Field(max_length=32)] | None = None
+    event: Annotated[str, Field(max_length=32)] | None = None
+
+
+class GapSchema(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    start: Seconds
+    end: Seconds
+    reason: Annotated[str, Field(max_length=64)] = ""
+    dropped: Annotated[int, Field(ge=0)] = 0
+
+
+class BatchSchema(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    batch_seq: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    spans: Annotated[list[SpanSchema], Field(max_length=MAX_SPANS)]
+    gaps: Annotated[list[GapSchema], Field(max_length=MAX_SPANS)] = []
+
+
+class BadField(Exception):
+    """A batch refused whole; `field` is the first bad field as the protocol names it."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def first_error(exc: ValidationError) -> BadField:
+    error = exc.errors(include_url=False)[0]
+    field = field_path(error["loc"])
+    if error["type"] == "json_invalid":
+        return BadField("", f"The body is not valid JSON: {error['msg']}.")
+    if error["type"] == "too_long" and field == "spans":
+        return BadField("spans", f"A batch may hold at most {MAX_SPANS} spans; split it.")
+    return BadField(field, f"{field or 'body'}: {error['msg']}.")
+
+
+def check_times(batch: BatchSchema, now: float | None = None) -> None:
+    """The checks pydantic's field types cannot express, in document order."""
+    latest = (now or time.time()) + FUTURE_SLACK_SECONDS
+    groups: tuple[tuple[str, Sequence[SpanSchema | GapSchema]], ...] = (("spans", batch.spans), ("gaps", batch.gaps))
+    for name, items in groups:
+        for i, item in enumerate(items):
+            if not EARLIEST <= item.start <= latest or not math.isfinite(item.start):
+                raise BadField(f"{name}[{i}].start", f"{name}[{i}].start is not a plausible UTC epoch time.")
+            if item.end > latest:
+                raise BadField(f"{name}[{i}].end", f"{name}[{i}].end is in the future.")
+            if item.end < item.start:
+                raise BadField(f"{name}[{i}].end", f"{name}[{i}].end is before its start.")
+
+
+class EnrollIn(Schema):
+    token: Annotated[str, Field(min_length=1, max_length=200)]
+    hostname: Annotated[str, Field(min_length=1, max_length=255)]
+    os: Literal["linux", "windows", "macos"]
+    agent_version: Annotated[str, Field(min_length=1, max_length=32)]
+    username: Annotated[str, Field(max_length=150)] = ""
+
+
+class EnrollOut(Schema):
+    device_id: str
+    device_key: str
+
+
+class AckOut(Schema):
+    accepted_seq: int
+
+
+class ErrorOut(Schema):
+    detail: str
+    field: str | None = None
