@@ -7,10 +7,12 @@ a manager with one direct report, and a login for each persona with PERSONA_PASS
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.test import Client
 
 from glasshouse.accounts.models import RoleAssignment, User
@@ -47,10 +49,20 @@ class Personas:
 PERSONA_NAMES = ("it_admin", "security", "hr", "manager", "employee", "auditor", "outsider")
 
 
+@functools.cache
+def persona_password_hash() -> str:
+    """Argon2 is slow on purpose; hash the shared persona password once per test session."""
+    return make_password(PERSONA_PASSWORD)
+
+
+def make_user(email: str, name: str) -> User:
+    return User.objects.create(email=email, display_name=name, password=persona_password_hash())
+
+
 def make_person(
     email: str, name: str, number: str, team: Team, office: Office | None, manager: Person | None = None
 ) -> Person:
-    user = User.objects.create_user(email, PERSONA_PASSWORD, display_name=name)
+    user = make_user(email, name)
     return Person.objects.create(
         user=user,
         full_name=name,
@@ -78,7 +90,7 @@ def personas(db: None) -> Personas:
     manager = make_person("manager@example.test", "Max Manager", "E004", sales_team, None)
     employee = make_person("employee@example.test", "Eve Employee", "E005", sales_team, None, manager=manager)
     auditor = make_person("auditor@example.test", "Aud Itor", "E006", company, office)
-    outsider = User.objects.create_user("outsider@example.test", PERSONA_PASSWORD, display_name="Olly Outsider")
+    outsider = make_user("outsider@example.test", "Olly Outsider")
     for person, role in (
         (it_admin, Role.IT_ADMIN),
         (security, Role.SECURITY_ANALYST),

@@ -53,7 +53,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-SignIn = Callable[[str], Page]
+SignIn = Callable[..., Page]  # (email, password=PERSONA_PASSWORD) -> the signed-in page
 
 
 @pytest.fixture

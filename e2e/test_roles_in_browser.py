@@ -39,10 +39,12 @@ def test_hr_partner_is_refused_an_it_only_page(personas: Personas, sign_in: Sign
     page = sign_in("hr@example.test")
     employee = personas.person("employee")
     response = page.goto(f"{live_server}/monitoring/people/{employee.pk}/")
-    assert response is not None and response.status == 403
+    assert response is not None
+    assert response.status == 403
     expect(page.get_by_test_id("forbidden-reason")).to_contain_text("IT admins and security analysts")
     response = page.goto(f"{live_server}/monitoring/people/")
-    assert response is not None and response.status == 403
+    assert response is not None
+    assert response.status == 403
 
 
 def test_wrong_password_shows_an_error(personas: Personas, sign_in: SignIn) -> None:

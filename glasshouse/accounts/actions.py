@@ -110,7 +110,20 @@ def do_start_totp(user: User) -> TOTPDevice:
         return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
+def totp_wait_message(device: TOTPDevice) -> str | None:
+    """django-otp slows guessing down after a wrong code; say so rather than 'invalid'."""
+    allowed, data = device.verify_is_allowed()
+    if allowed:
+        return None
+    locked_until = (data or {}).get("locked_until")
+    seconds = max(1, int((locked_until - timezone.now()).total_seconds()) + 1) if locked_until else 1
+    return f"Too many wrong codes. Wait {seconds} second{'s' if seconds != 1 else ''} and try again."
+
+
 def do_confirm_totp(request: HttpRequest, user: User, device: TOTPDevice, token: str) -> None:
+    wait = totp_wait_message(device)
+    if wait:
+        raise ValidationError({"token": wait})
     if not device.verify_token(token.strip()):
         raise ValidationError({"token": "That code is not valid. Check the time on your phone and try again."})
     with transaction.atomic():

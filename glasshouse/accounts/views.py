@@ -80,15 +80,13 @@ def login_otp_view(request: HttpRequest) -> HttpResponse:
         if wait:
             error = _blocked_message(wait)
         else:
-            device = next(
-                (
-                    d
-                    for d in TOTPDevice.objects.filter(user=user, confirmed=True)
-                    if d.verify_token(form.cleaned_data["token"].strip())
-                ),
-                None,
-            )
-            if device is None:
+            devices = list(TOTPDevice.objects.filter(user=user, confirmed=True))
+            waits = [m for m in (actions.totp_wait_message(d) for d in devices) if m]
+            token = form.cleaned_data["token"].strip()
+            device = None if waits else next((d for d in devices if d.verify_token(token)), None)
+            if waits:
+                error = waits[0]
+            elif device is None:
                 actions.do_record_login_failure(request, user.email, "wrong two-factor code")
                 error = "That code is not valid. Codes change every 30 seconds; try the current one."
             else:

@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from glasshouse.config.api import api
+from glasshouse.ingest.api import agent_api
 
 urlpatterns = [
     path("", include("glasshouse.core.urls")),
@@ -9,6 +10,8 @@ urlpatterns = [
     path("audit/", include("glasshouse.audit.urls")),
     path("monitoring/", include("glasshouse.activity.urls")),
     path("api/v1/", api.urls),
+    path("devices/", include("glasshouse.devices.urls")),
+    path("api/agent/v1/", agent_api.urls),
 ]
 
 handler403 = "glasshouse.core.views.permission_denied"

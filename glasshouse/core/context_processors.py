@@ -33,6 +33,7 @@ def menu_for(roles: frozenset[Role], has_person: bool) -> list[NavItem]:
         items.append(NavItem("My team", "org:my_team", "Organisation"))
     if roles & MONITORING_ROLES:
         items.append(NavItem("Monitoring", "activity:people", "IT & security"))
+        items.append(NavItem("Devices", "devices:inventory", "IT & security"))
     if has_person:
         items.append(NavItem("My data", "activity:mine", "Me"))
     if Role.IT_ADMIN in roles:

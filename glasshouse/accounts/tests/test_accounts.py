@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.test import Client, override_settings
-from django.test.client import _MonkeyPatchedWSGIResponse as Response
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -16,6 +17,9 @@ from conftest import PERSONA_PASSWORD, ClientFor, Personas
 from glasshouse.accounts.models import RoleAssignment, User
 from glasshouse.audit.models import AuditEntry
 from glasshouse.core.roles import Role
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as Response
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -80,7 +84,12 @@ def test_totp_setup_then_sign_in_needs_a_code(personas: Personas) -> None:
     device = TOTPDevice.objects.get(user=personas.employee, confirmed=False)
     bad = post(client, "/accounts/2fa/setup/", {"token": "000000" if totp(device.bin_key) != 0 else "111111"})
     assert "not valid" in bad.content.decode()
-    post(client, "/accounts/2fa/setup/", {"token": f"{totp(device.bin_key):06d}"})
+    # Right after a wrong code django-otp throttles guessing; the page says to wait.
+    too_soon = post(client, "/accounts/2fa/setup/", {"token": f"{totp(device.bin_key):06d}"})
+    assert "Wait 1 second" in too_soon.content.decode() or "Wait 2 seconds" in too_soon.content.decode()
+    time.sleep(1.1)
+    used_code = f"{totp(device.bin_key):06d}"
+    post(client, "/accounts/2fa/setup/", {"token": used_code})
     device.refresh_from_db()
     assert device.confirmed
     post(client, "/accounts/logout/", {})
@@ -90,7 +99,12 @@ def test_totp_setup_then_sign_in_needs_a_code(personas: Personas) -> None:
     assert response["Location"] == "/accounts/login/code/"
     assert client.get("/").status_code == 302  # the password alone does not sign in
     device.refresh_from_db()
-    response = post(client, "/accounts/login/code/", {"token": f"{totp(device.bin_key):06d}"})
+    # A code is accepted once (no replay): the confirmation used this step's, so sign in with the
+    # next step's code, which the default tolerance of one step accepts.
+    replay = post(client, "/accounts/login/code/", {"token": used_code})
+    assert "not valid" in replay.content.decode()
+    time.sleep(2.1)  # the failed replay throttles for a moment
+    response = post(client, "/accounts/login/code/", {"token": f"{totp(device.bin_key, drift=1):06d}"})
     assert response.status_code == 302
     assert client.get("/").status_code == 200
     assert AuditEntry.objects.filter(action="accounts.login", after__method="password+totp").exists()

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "glasshouse.audit",
     "glasshouse.org",
     "glasshouse.activity",
+    "glasshouse.devices",
+    "glasshouse.ingest",
 ]
 
 MIDDLEWARE = [

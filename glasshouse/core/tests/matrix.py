@@ -63,6 +63,7 @@ MATRIX: list[tuple[str, Callable[[Personas], dict[str, object]], dict[str, int]]
     ("api:verify", none, only(AUDIT, anonymous=401)),
     # Without a purpose IT/security get 422 naming the missing purpose; the person gets 200.
     ("api:person_activity", employee_person_id, {**only(MONITORING, ok=422, anonymous=401), "employee": 200}),
+    ("api:api-root", none, every(404, anonymous=404)),
     ("api:openapi-json", none, every(200, anonymous=200)),
     ("api:openapi-view", none, every(200, anonymous=200)),
 ]

@@ -14,7 +14,12 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from conftest import PERSONA_NAMES, Personas
 
-MATRIX_MODULES = ("glasshouse.core.tests.matrix", "glasshouse.org.tests.matrix")
+MATRIX_MODULES = (
+    "glasshouse.core.tests.matrix",
+    "glasshouse.org.tests.matrix",
+    "glasshouse.devices.tests.matrix",
+    "glasshouse.ingest.tests.matrix",
+)
 Entry = tuple[str, Callable[[Personas], dict[str, object]], dict[str, int]]
 
 
