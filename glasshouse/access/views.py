@@ -19,7 +19,7 @@ V = TypeVar("V", bound=Callable[..., HttpResponseBase])
 def require_roles(*roles: Role) -> Callable[[V], V]:
     """Signed in and holding one of `roles`; otherwise the login page or a 403 that says why."""
     wanted = frozenset(roles)
-    labels = ", ".join(r.label for r in roles)
+    labels = ", ".join(sorted(r.label for r in roles))
 
     def decorator(view: V) -> V:
         @functools.wraps(view)
