@@ -24,9 +24,12 @@ class NavItem:
 
 def menu_for(roles: frozenset[Role], has_person: bool) -> list[NavItem]:
     items = [NavItem("Home", "core:home", "General")]
-    items.append(NavItem("People", "org:people", "Organisation"))
-    items.append(NavItem("Org chart", "org:chart", "Organisation"))
-    items.append(NavItem("Teams", "org:teams", "Organisation"))
+    # An account with no person and no role is not part of the organisation (yet): the
+    # directory pages refuse it, so the menu does not offer them.
+    if roles:
+        items.append(NavItem("People", "org:people", "Organisation"))
+        items.append(NavItem("Org chart", "org:chart", "Organisation"))
+        items.append(NavItem("Teams", "org:teams", "Organisation"))
     if roles & ORG_ADMIN_ROLES:
         items.append(NavItem("Import people", "org:import", "Organisation"))
     if Role.MANAGER in roles:
@@ -34,13 +37,13 @@ def menu_for(roles: frozenset[Role], has_person: bool) -> list[NavItem]:
     if roles & MONITORING_ROLES:
         items.append(NavItem("Monitoring", "activity:people", "IT & security"))
         items.append(NavItem("Devices", "devices:inventory", "IT & security"))
-    if has_person:
-        items.append(NavItem("My data", "activity:mine", "Me"))
     if Role.IT_ADMIN in roles:
         items.append(NavItem("Roles", "accounts:roles", "Administration"))
     if roles & AUDIT_ROLES:
         items.append(NavItem("Audit trail", "audit:log", "Compliance"))
         items.append(NavItem("Verify chain", "audit:verify", "Compliance"))
+    if has_person:
+        items.append(NavItem("My data", "activity:mine", "Me"))
     items.append(NavItem("Account & security", "accounts:security", "Me"))
     return items
 

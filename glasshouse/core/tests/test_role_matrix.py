@@ -71,3 +71,16 @@ def test_role_matrix(
     client = client_for(persona)
     response = client.get(reverse(url_name, kwargs=kwargs(personas)))  # type: ignore[attr-defined]
     assert response.status_code == status, f"{url_name} as {persona}: {response.status_code}"
+
+
+def test_menu_offers_only_pages_the_viewer_may_open(personas: Personas, client_for: Callable[[str], object]) -> None:
+    """Every link in a persona's menu opens for that persona: no menu item leads to a refusal."""
+    from glasshouse.access.roles import person_of, roles_of
+    from glasshouse.core.context_processors import menu_for
+
+    for name in PERSONA_NAMES:
+        user = personas.by_name(name)
+        client = client_for(name)
+        for item in menu_for(roles_of(user), person_of(user) is not None):
+            status = client.get(item.url).status_code  # type: ignore[attr-defined]
+            assert status in (200, 302), f"{name}: menu item {item.label} answers {status}"
