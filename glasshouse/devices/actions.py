@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -103,21 +103,29 @@ def do_create_token(
     return NewToken(token=token, secret=secret)
 
 
-def do_revoke_token(actor: Actor, token: EnrollmentToken, *, request: HttpRequest | None = None) -> EnrollmentToken:
+R = TypeVar("R", EnrollmentToken, Device)
+
+
+def _revoke(actor: Actor, obj: R, action: str, request: HttpRequest | None) -> R:
+    """Set revoked_at once (revoking twice changes nothing and writes no second audit row)."""
     with transaction.atomic():
-        token = EnrollmentToken.objects.select_for_update().get(pk=token.pk)
-        if token.revoked_at is None:
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
+        obj = type(obj).objects.select_for_update().get(pk=obj.pk)
+        if obj.revoked_at is None:
+            obj.revoked_at = timezone.now()
+            obj.save(update_fields=["revoked_at"])
             record(
                 actor=actor,
-                action="devices.token.revoke",
-                target=token,
+                action=action,
+                target=obj,
                 before={"revoked_at": None},
-                after={"revoked_at": token.revoked_at},
+                after={"revoked_at": obj.revoked_at},
                 request=request,
             )
-    return token
+    return obj
+
+
+def do_revoke_token(actor: Actor, token: EnrollmentToken, *, request: HttpRequest | None = None) -> EnrollmentToken:
+    return _revoke(actor, token, "devices.token.revoke", request)
 
 
 # --- devices ---------------------------------------------------------------------------------
@@ -173,20 +181,7 @@ def do_enroll_device(
 
 
 def do_revoke_device(actor: Actor, device: Device, *, request: HttpRequest | None = None) -> Device:
-    with transaction.atomic():
-        device = Device.objects.select_for_update().get(pk=device.pk)
-        if device.revoked_at is None:
-            device.revoked_at = timezone.now()
-            device.save(update_fields=["revoked_at"])
-            record(
-                actor=actor,
-                action="devices.device.revoke",
-                target=device,
-                before={"revoked_at": None},
-                after={"revoked_at": device.revoked_at},
-                request=request,
-            )
-    return device
+    return _revoke(actor, device, "devices.device.revoke", request)
 
 
 def do_assign_device(

@@ -2,7 +2,7 @@
 GetForegroundWindow, GetWindowThreadProcessId, GetWindowTextLengthW/GetWindowTextW and
 GetLastInputInfo with GetTickCount. NOT exercised on real Windows: the tests drive this code
 with fake DLL objects that behave as the documentation says. Nothing here hooks input
-(no SetWindowsHookEx, no GetAsyncKeyState); GetLastInputInfo yields only a timestamp."""
+(no input hooks, no key-state polling); GetLastInputInfo yields only a timestamp."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ changes move _NET_ACTIVE_WINDOW) and on the active window (retitles), and the ow
 on the connection, so an idle desktop costs nothing but a heartbeat.
 
 Only window properties and the screen saver's idle counter are read. No input is observed:
-no XRecord, no XInput, no keyboard grabs."""
+no input-recording extension, no raw input events, no keyboard grabs."""
 
 from __future__ import annotations
 
