@@ -19,7 +19,8 @@ import pytest
 from glasshouse_agent.model import Span
 from glasshouse_agent.spool import Spool
 from tests.agentproc import AgentEnv
-from tests.conftest import Desktop, policy_doc, wait_for
+from tests.conftest import policy_doc
+from tests.desktop import Desktop, wait_for
 from tests.fakeserver import FakeServer
 
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_tools
+from tests.desktop import require_tools
 
 PACKAGING = Path(__file__).resolve().parent.parent / "packaging"
 UNIT = PACKAGING / "glasshouse-agent.service"

@@ -24,7 +24,8 @@ from glasshouse_agent.service import Service
 from glasshouse_agent.session import SessionHelper
 from glasshouse_agent.spool import Spool
 from glasshouse_agent.uplink import Uplink
-from tests.conftest import make_policy, policy_doc, wait_for
+from tests.conftest import make_policy, policy_doc
+from tests.desktop import wait_for
 from tests.fakeserver import FakeServer
 
 
@@ -225,7 +226,7 @@ def test_helper_reconnects_when_the_service_restarts(tmp_path: Path, sockdir: st
 @pytest.mark.x11
 def test_the_helper_exits_when_its_display_goes_away(tmp_path: Path, sockdir: str) -> None:
     from tests.agentproc import AgentEnv
-    from tests.conftest import X_TOOLS, _start_xvfb, require_tools
+    from tests.desktop import X_TOOLS, _start_xvfb, require_tools
 
     require_tools(*X_TOOLS)
     xvfb, display = _start_xvfb()

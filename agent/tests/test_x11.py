@@ -17,7 +17,7 @@ from Xlib import display as xdisplay
 from glasshouse_agent.collectors import Collector
 from glasshouse_agent.collectors.x11 import X11WindowCollector, x11_idle_collector
 from glasshouse_agent.model import Sample
-from tests.conftest import Desktop, require_tools
+from tests.desktop import Desktop, require_tools
 
 pytestmark = pytest.mark.x11
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 
 from tests.agentproc import AgentEnv
-from tests.conftest import Desktop, _start_xvfb, _wm_ready, policy_doc, wait_for
+from tests.conftest import policy_doc
+from tests.desktop import Desktop, _start_xvfb, _wm_ready, wait_for
 from tests.fakeserver import FakeServer
 
 
