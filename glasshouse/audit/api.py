@@ -12,6 +12,7 @@ from ninja import Router, Schema
 from glasshouse.access.roles import has_any_role
 from glasshouse.audit.chain import verify_chain
 from glasshouse.audit.views import filtered_entries
+from glasshouse.core.pagination import Limit, Offset
 from glasshouse.core.roles import AUDIT_ROLES
 
 router = Router(tags=["audit"])
@@ -50,12 +51,16 @@ def _require_auditor(request: HttpRequest) -> None:
 
 @router.get("/entries", response=EntriesOut)
 def entries(
-    request: HttpRequest, action: str = "", actor: str = "", target: str = "", limit: int = 50, offset: int = 0
+    request: HttpRequest,
+    action: str = "",
+    actor: str = "",
+    target: str = "",
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> EntriesOut:
     _require_auditor(request)
     qs = filtered_entries({"action": action, "actor": actor, "target": target})
-    limit = max(1, min(limit, 500))
-    items = [EntryOut.model_validate(e) for e in qs[max(0, offset) : max(0, offset) + limit]]
+    items = [EntryOut.model_validate(e) for e in qs[offset : offset + limit]]
     return EntriesOut(count=qs.count(), items=items)
 
 

@@ -8,8 +8,9 @@ from typing import TypeVar
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Model, Q
 from django.http import HttpRequest
-from ninja import P, Query, QueryEx, Router
+from ninja import Query, Router
 
+from glasshouse.core.pagination import Limit, Offset
 from glasshouse.org import actions
 from glasshouse.org.models import Office, Person, PersonStatus, Team
 from glasshouse.org.permissions import (
@@ -35,8 +36,6 @@ router = Router(tags=["org"])
 
 M = TypeVar("M", bound=Model)
 
-MAX_LIMIT = 200
-
 
 def person_out(person: Person, show_employment: bool) -> PersonOut:
     employment = None
@@ -46,8 +45,8 @@ def person_out(person: Person, show_employment: bool) -> PersonOut:
             employment_type=person.employment_type,
             start_date=person.start_date,
             status=person.status,
-            work_start=person.work_start,
-            work_end=person.work_end,
+            work_start=person.work_start.strftime("%H:%M"),
+            work_end=person.work_end.strftime("%H:%M"),
             work_days=person.work_days_list,
         )
     return PersonOut(
@@ -66,8 +65,8 @@ def person_out(person: Person, show_employment: bool) -> PersonOut:
 @router.get("/people", response=PeoplePage, url_name="org_people", summary="The directory, by name")
 def list_people(
     request: HttpRequest,
-    limit: QueryEx[int, P(ge=1, le=MAX_LIMIT)] = 50,
-    offset: QueryEx[int, P(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     search: Query[str] = "",
 ) -> PeoplePage:
     check_in_organisation(request.user)

@@ -32,8 +32,10 @@ class Employment(Schema):
     employment_type: str
     start_date: dt.date
     status: str
-    work_start: dt.time
-    work_end: dt.time
+    # Wall-clock times in the person's time_zone, "HH:MM": a JSON Schema "time" would demand
+    # a UTC offset, which a working day that follows its zone through DST does not have.
+    work_start: str = Field(pattern=r"^\d{2}:\d{2}$", examples=["09:00"])
+    work_end: str = Field(pattern=r"^\d{2}:\d{2}$", examples=["17:30"])
     work_days: list[str]
 
 
