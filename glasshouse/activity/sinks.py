@@ -1,36 +1,38 @@
 """The event sink: the one place spans are written, behind one small interface.
 
 `write_spans(device, person_id, spans, ingest_id=...)` stores already-validated spans and
-returns how many it stored. PostgreSQL gets binary COPY; SQLite an executemany inside the
+returns how many it stored. PostgreSQL gets binary COPY; SQLite one executemany inside the
 caller's transaction. A later ClickHouse sink implements the same function.
+
+This is the hot path of ingestion (a batch is up to 1,000 spans): spans arrive as plain
+tuples, strings are interned with one lookup per batch (and a cache of committed ids), and
+each row is built in one pass with no per-span objects beyond the row itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from django.db import connection, transaction
 
-from glasshouse.activity.models import InternedString, Span, SpanKind
+from glasshouse.activity.models import InternedString, Span
 
 if TYPE_CHECKING:
     from glasshouse.devices.models import Device
 
 UTC = dt.UTC
-_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
 # SQLite allows 32,766 host parameters; stay well clear when looking strings up.
 _LOOKUP_CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class SpanIn:
-    """A validated span as the sink receives it (times are UTC epoch seconds)."""
+class SpanIn(NamedTuple):
+    """A validated span as the sink receives it (times are UTC epoch seconds; `kind` is a
+    `SpanKind` value). A tuple, so a batch of them is cheap to build and to unpack."""
 
-    kind: SpanKind
+    kind: int
     start: float
     end: float
     app: str | None = None
@@ -67,32 +69,49 @@ def _remember(found: dict[str, int]) -> None:
 
 def intern_strings(values: Iterable[str]) -> dict[str, int]:
     """Ids for every value, inserting those not yet known. Safe against a concurrent writer
-    inserting the same string: conflicts are ignored and the ids are read back."""
+    inserting the same string: conflicts are ignored and the ids are read back.
+
+    One SELECT for the values not in the cache, one multi-row INSERT for those still missing
+    and one SELECT to read their ids back (chunked only past 500 values)."""
     ids: dict[str, int] = {}
     by_digest: dict[str, str] = {}
+    cached = _committed_ids.get
     for v in set(values):
-        cached = _committed_ids.get(v)
-        if cached is None:
+        known = cached(v)
+        if known is None:
             by_digest[_digest(v)] = v
         else:
-            ids[v] = cached
+            ids[v] = known
     if not by_digest:
         return ids
     fresh: dict[str, int] = {}
+    table = connection.ops.quote_name(InternedString._meta.db_table)
 
-    def lookup(digests: list[str]) -> None:
-        for i in range(0, len(digests), _LOOKUP_CHUNK):
-            chunk = digests[i : i + _LOOKUP_CHUNK]
-            for pk, digest in InternedString.objects.filter(digest__in=chunk).values_list("pk", "digest"):
-                fresh[by_digest[digest]] = pk
+    with connection.cursor() as cursor:
 
-    lookup(list(by_digest))
-    missing = [d for d, v in by_digest.items() if v not in fresh]
-    if missing:
-        InternedString.objects.bulk_create(
-            [InternedString(digest=d, value=by_digest[d]) for d in missing], ignore_conflicts=True, batch_size=500
-        )
-        lookup(missing)
+        def lookup(digests: list[str]) -> None:
+            for i in range(0, len(digests), _LOOKUP_CHUNK):
+                chunk = digests[i : i + _LOOKUP_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                # Only the quoted model table is interpolated; every value is a parameter.
+                cursor.execute(f"SELECT id, digest FROM {table} WHERE digest IN ({marks})", chunk)  # noqa: S608
+                for pk, digest in cursor.fetchall():
+                    fresh[by_digest[digest]] = pk
+
+        lookup(list(by_digest))
+        missing = [d for d, v in by_digest.items() if v not in fresh]
+        if missing:
+            for i in range(0, len(missing), _LOOKUP_CHUNK):
+                chunk = missing[i : i + _LOOKUP_CHUNK]
+                marks = ", ".join(["(%s, %s)"] * len(chunk))
+                params: list[str] = []
+                for d in chunk:
+                    params += (d, by_digest[d])
+                cursor.execute(
+                    f"INSERT INTO {table} (digest, value) VALUES {marks} ON CONFLICT (digest) DO NOTHING",  # noqa: S608
+                    params,
+                )
+            lookup(missing)
     transaction.on_commit(lambda: _remember(fresh))
     ids.update(fresh)
     return ids
@@ -136,67 +155,81 @@ class DatabaseSink:
     def write_spans(self, device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
         if not spans:
             return 0
-        strings: set[str] = set()
-        for s in spans:
-            for value in (s.app, s.exe, s.title, s.domain, s.user):
-                if value is not None:
-                    strings.add(value)
-        ids = intern_strings(strings)
-
-        def ref(value: str | None) -> int | None:
-            return None if value is None else ids[value]
-
-        from_ts = dt.datetime.fromtimestamp
-        rows = [
-            (
-                ingest_id,
-                device.pk,
-                person_id,
-                int(s.kind),
-                from_ts(s.start, UTC),
-                from_ts(s.end, UTC),
-                ref(s.app),
-                ref(s.exe),
-                ref(s.title),
-                ref(s.domain),
-                ref(s.user),
-                s.pid,
-                s.state,
-            )
-            for s in spans
-        ]
+        strings: set[str | None] = set()
+        for _, _, _, app, exe, title, domain, user, _, _ in spans:
+            strings.update((app, exe, title, domain, user))
+        strings.discard(None)
+        # None is never a key, so ref(None) is None: one dict lookup per column, no branch.
+        ref = cast("Callable[[str | None], int | None]", intern_strings(s for s in strings if s is not None).get)
         table = Span._meta.db_table
         quote = connection.ops.quote_name
         columns = ", ".join(quote(c) for c in _COLUMNS)
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
+                device_id = device.pk
+                from_ts = dt.datetime.fromtimestamp
                 raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
                 with raw.copy(f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                     copy.set_types(list(_PG_TYPES))
-                    for row in rows:
-                        copy.write_row(row)
+                    write_row = copy.write_row
+                    for kind, start, end, app, exe, title, domain, user, pid, state in spans:
+                        write_row(
+                            (
+                                ingest_id,
+                                device_id,
+                                person_id,
+                                kind,
+                                from_ts(start, UTC),
+                                from_ts(end, UTC),
+                                ref(app),
+                                ref(exe),
+                                ref(title),
+                                ref(domain),
+                                ref(user),
+                                pid,
+                                state,
+                            )
+                        )
             else:
                 # Django stores UUIDs on SQLite as 32 hex digits and datetimes as naive UTC text
                 # ("2025-01-15 09:00:00.125000"); write them the same way, without the per-value
                 # time zone round trip of connection.ops, so ORM reads see what the ORM would write.
+                # Spans are mostly contiguous (one's end is the next one's start), so each
+                # distinct time is formatted once.
+                text = _sqlite_times({t for s in spans for t in (s[1], s[2])})
                 device_hex = device.pk.hex
-                sqlite_rows = [
+                rows = [
                     (
                         ingest_id,
                         device_hex,
-                        r[2],
-                        r[3],
-                        str(_NAIVE_EPOCH + dt.timedelta(seconds=s.start)),
-                        str(_NAIVE_EPOCH + dt.timedelta(seconds=s.end)),
-                        *r[6:],
+                        person_id,
+                        kind,
+                        text[start],
+                        text[end],
+                        ref(app),
+                        ref(exe),
+                        ref(title),
+                        ref(domain),
+                        ref(user),
+                        pid,
+                        state,
                     )
-                    for r, s in zip(rows, spans, strict=True)
+                    for kind, start, end, app, exe, title, domain, user, pid, state in spans
                 ]
                 placeholders = ", ".join(["%s"] * len(_COLUMNS))
                 # Only quoted model names are interpolated; every value is a parameter.
                 sql = f"INSERT INTO {quote(table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-                cursor.executemany(sql, sqlite_rows)
-        return len(rows)
+                cursor.executemany(sql, rows)
+        return len(spans)
+
+
+def _sqlite_times(times: Iterable[float]) -> dict[float, str]:
+    """Epoch seconds -> the text Django's SQLite backend stores for that UTC datetime
+    ("2025-01-15 09:00:00.125000", no fraction when it is zero): what
+    `str(datetime(1970, 1, 1) + timedelta(seconds=t))` gives, in about half the time."""
+    from_ts = dt.datetime.fromtimestamp
+    iso = dt.datetime.isoformat
+    return {t: iso(from_ts(t, UTC), " ")[:-6] for t in times}
 
 
 _sink: EventSink = DatabaseSink()

@@ -156,21 +156,22 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
     # Defence in depth: the agent should never send what the policy disallows, but if an old
     # or tampered agent does, the server does not keep it.
     keep_titles = resolved.titles
+    kinds = {name: int(SpanKind[name.upper()]) for name, what in KIND_COLLECTOR.items() if resolved.collects(what)}
     spans = [
         SpanIn(
-            kind=SpanKind[s.kind.upper()],
-            start=s.start,
-            end=s.end,
-            app=s.app,
-            exe=s.exe,
-            title=s.title if keep_titles else None,
-            domain=s.domain,
-            user=s.user,
-            pid=s.pid,
-            state=(s.event if s.kind == "session" else s.state) or "",
+            kinds[s.kind],
+            s.start,
+            s.end,
+            s.app,
+            s.exe,
+            s.title if keep_titles else None,
+            s.domain,
+            s.user,
+            s.pid,
+            (s.event if s.kind == "session" else s.state) or "",
         )
         for s in batch.spans
-        if resolved.collects(KIND_COLLECTOR[s.kind])
+        if s.kind in kinds
     ]
     try:
         with transaction.atomic():
