@@ -23,11 +23,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
-## demo: install, migrate the embedded SQLite database, seed the demo organisation, serve on 127.0.0.1:8000
+## demo: install, migrate the embedded SQLite database, seed the demo organisation, replay 30 days of
+## agent activity through the agent API, roll it up, serve on 127.0.0.1:8000
 demo: venv
 	mkdir -p $(GLASSHOUSE_VAR_DIR)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo_activity
+	$(BIN)/python manage.py worker --once
 	@echo "Glasshouse is starting on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
