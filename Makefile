@@ -31,6 +31,7 @@ demo: venv
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py seed_demo_activity
 	$(BIN)/python manage.py worker --once
+	@$(BIN)/python manage.py seed_demo --logins
 	@echo "Glasshouse is starting on http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 

@@ -78,3 +78,24 @@ def test_seeding_refuses_without_debug(settings: Settings) -> None:
     with pytest.raises(CommandError, match="only with DEBUG on"):
         seed()
     assert not Person.objects.exists()
+
+
+@pytest.mark.django_db
+def test_logins_can_be_printed_again_without_changing_anything(settings: Settings) -> None:
+    with pytest.raises(CommandError, match="no demo organisation yet"):
+        call_command("seed_demo", logins=True, stdout=io.StringIO())
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=io.StringIO())
+    entries = AuditEntry.objects.count()
+    out = io.StringIO()
+    call_command("seed_demo", logins=True, stdout=out)
+    rows = [line for line in out.getvalue().splitlines() if "glasshouse-demo" in line]
+    assert [row.split("  ")[0].strip() for row in rows] == [
+        "IT admin",
+        "Security analyst",
+        "HR partner",
+        "Manager",
+        "Employee",
+        "Auditor",
+    ]
+    assert AuditEntry.objects.count() == entries

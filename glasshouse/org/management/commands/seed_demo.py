@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from glasshouse.accounts.models import RoleAssignment, User
@@ -237,7 +237,15 @@ def plan_people() -> list[Seeded]:
 class Command(BaseCommand):
     help = f"Create (or bring back) the {COMPANY} demo organisation with a login for every person."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--logins", action="store_true", help="only print the demo logins (make demo prints them last)"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["logins"]:
+            self.print_logins(demo_logins())
+            return
         if not settings.DEBUG:
             raise CommandError(
                 f"seed_demo creates ~200 accounts with the published password '{DEMO_PASSWORD}', so it runs only "
@@ -251,6 +259,11 @@ class Command(BaseCommand):
                 f"({counts['created']} people added this run)."
             )
         )
+        self.print_logins(logins)
+
+    def print_logins(self, logins: list[tuple[str, str]]) -> None:
+        if not logins:
+            raise CommandError("There is no demo organisation yet: run `manage.py seed_demo` first.")
         width = max(len(email) for _, email in logins)
         self.stdout.write(f"\n{'role':<18} {'e-mail':<{width}}  password")
         for label, email in logins:
@@ -299,7 +312,7 @@ class Command(BaseCommand):
 
         logins: list[tuple[str, str]] = []
         by_name = {p.full_name: p for p in people.values()}
-        for fixed in sorted((f for t in PLAN for f in [t.lead, *t.fixed] if f.login_label), key=_login_order):
+        for fixed in login_people():
             person = by_name[fixed.name]
             assert person.user is not None
             if fixed.role is not None:
@@ -316,6 +329,16 @@ class Command(BaseCommand):
             actor=None, actor_label="manage.py seed_demo", action="org.demo.seed", target_label=COMPANY, after=counts
         )
         return counts, logins
+
+
+def login_people() -> list[Fixed]:
+    """The people whose logins the demo prints, one per role, in menu order."""
+    return sorted((f for t in PLAN for f in [t.lead, *t.fixed] if f.login_label), key=_login_order)
+
+
+def demo_logins() -> list[tuple[str, str]]:
+    emails = dict(Person.objects.values_list("full_name", "email"))
+    return [(f.login_label, emails[f.name]) for f in login_people() if f.name in emails]
 
 
 def _login_order(fixed: Fixed) -> int:
