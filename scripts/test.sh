@@ -41,16 +41,7 @@ else
   skipped+=("PostgreSQL tests: not reachable at $PG_URL ($(head -c 200 "$REPORTS/pg-error.txt"))")
 fi
 
-step "browser tests"
-bash scripts/ensure-chromium.sh; chromium_status=$?
-if [ $chromium_status -eq 0 ]; then
-  run "browser tests (Chromium)" $BIN/pytest e2e --junitxml="$REPORTS/browser.xml"
-elif [ "$CI" = "true" ]; then
-  failed+=("Chromium unavailable under CI")
-else
-  skipped+=("browser tests: Chromium is not installed and cannot be installed without root")
-fi
-
+# Before the browser tests: e2e/ runs the installed agent against the real server.
 step "endpoint agent"
 bash scripts/setup-agent-test-deps.sh; agent_deps=$?
 if [ $agent_deps -eq 0 ] || [ "$CI" != "true" ]; then
@@ -64,6 +55,16 @@ if [ $agent_deps -eq 0 ] || [ "$CI" != "true" ]; then
   [ $agent_deps -eq 0 ] || skipped+=("agent X11/systemd tests: system packages missing and not root (see scripts/setup-agent-test-deps.sh)")
 else
   failed+=("agent test dependencies unavailable under CI")
+fi
+
+step "browser tests"
+bash scripts/ensure-chromium.sh; chromium_status=$?
+if [ $chromium_status -eq 0 ]; then
+  run "browser tests (Chromium)" $BIN/pytest e2e --junitxml="$REPORTS/browser.xml"
+elif [ "$CI" = "true" ]; then
+  failed+=("Chromium unavailable under CI")
+else
+  skipped+=("browser tests: Chromium is not installed and cannot be installed without root")
 fi
 
 echo

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 MAX_SPANS = 1000
 # 2000-01-01: anything earlier is a broken clock, not activity.
@@ -21,9 +21,18 @@ EARLIEST = 946_684_800.0
 # How far ahead of the server clock an agent's clock may run before a time is refused.
 FUTURE_SLACK_SECONDS = 24 * 3600
 
-Short = Annotated[str, Field(max_length=256)]
-Path = Annotated[str, Field(max_length=1024)]
-Title = Annotated[str, Field(max_length=2048)]
+
+def _without_nul(value: str) -> str:
+    # Window titles and paths come from arbitrary programs; PostgreSQL text cannot hold NUL.
+    # Replace it rather than refuse the batch, so one odd title never makes 1,000 spans
+    # undeliverable.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+Clean = AfterValidator(_without_nul)
+Short = Annotated[str, Field(max_length=256), Clean]
+Path = Annotated[str, Field(max_length=1024), Clean]
+Title = Annotated[str, Field(max_length=2048), Clean]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -40,8 +49,8 @@ class SpanSchema(BaseModel):
     domain: Short | None = None
     user: Short | None = None
     pid: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    state: Annotated[str, Field(max_length=32)] | None = None
-    event: Annotated[str, Field(max_length=32)] | None = None
+    state: Annotated[str, Field(max_length=32), Clean] | None = None
+    event: Annotated[str, Field(max_length=32), Clean] | None = None
 
 
 class GapSchema(BaseModel):
@@ -49,7 +58,7 @@ class GapSchema(BaseModel):
 
     start: Seconds
     end: Seconds
-    reason: Annotated[str, Field(max_length=64)] = ""
+    reason: Annotated[str, Field(max_length=64), Clean] = ""
     dropped: Annotated[int, Field(ge=0)] = 0
 
 
@@ -105,11 +114,11 @@ def check_times(batch: BatchSchema, now: float | None = None) -> None:
 
 
 class EnrollIn(Schema):
-    token: Annotated[str, Field(min_length=1, max_length=200)]
-    hostname: Annotated[str, Field(min_length=1, max_length=255)]
+    token: Annotated[str, Field(min_length=1, max_length=200), Clean]
+    hostname: Annotated[str, Field(min_length=1, max_length=255), Clean]
     os: Literal["linux", "windows", "macos"]
-    agent_version: Annotated[str, Field(min_length=1, max_length=32)]
-    username: Annotated[str, Field(max_length=150)] = ""
+    agent_version: Annotated[str, Field(min_length=1, max_length=32), Clean]
+    username: Annotated[str, Field(max_length=150), Clean] = ""
 
 
 class EnrollOut(Schema):

@@ -298,3 +298,16 @@ def test_unknown_encoding_and_broken_gzip_are_refused() -> None:
     assert agent.post_raw(b"not gzip at all").status_code == 400
     assert agent.post_raw(gzip.compress(b'{"batch_seq": 1, "spans": []}')[:-12]).status_code == 400
     assert nothing_stored()
+
+
+def test_nul_in_a_window_title_is_replaced_not_fatal() -> None:
+    """PostgreSQL text cannot hold NUL; one odd title must not make a whole batch undeliverable."""
+    do_update_policy(None, None, {**policy_snapshot(default_policy()), "collect_titles": True})
+    agent = Agent.enrolled()
+    response = agent.send({"batch_seq": 1, "spans": [window(T0, T0 + 10, app="od\x00d", title="a\x00b")]})
+    assert response.status_code == 200
+    span = Span.objects.select_related("app", "title").get()
+    assert span.app is not None
+    assert span.app.value == "od\ufffdd"
+    assert span.title is not None
+    assert span.title.value == "a\ufffdb"
