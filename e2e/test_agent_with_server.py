@@ -50,12 +50,16 @@ desktop_harness = _desktop_module()
 
 
 @pytest.fixture
-def desktop() -> Iterator[object]:
+def installed_agent() -> None:
     if not AGENT.exists():
         reason = f"the agent is not installed at {AGENT} (make test installs it)"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def desktop(installed_agent: None) -> Iterator[object]:
     with desktop_harness.running_desktop() as desk:
         yield desk
 
@@ -169,10 +173,9 @@ def test_agent_spans_reach_the_server(personas: Personas, live_server: object, d
         agent.stop()
 
 
+@pytest.mark.usefixtures("installed_agent")
 def test_revoked_device_is_refused(personas: Personas, live_server: object, tmp_path: Path) -> None:
     """The credential the real agent received works until IT revokes the device, then gets 401."""
-    if not AGENT.exists():
-        pytest.skip(f"the agent is not installed at {AGENT}")
     token = device_actions.do_create_token(
         personas.it_admin, label="to revoke", expires_at=timezone.now() + dt.timedelta(hours=1), max_uses=1
     )
