@@ -75,7 +75,25 @@ def record(
     return entry
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Only the keys whose values changed, as (before, after)."""
+def record_change(
+    *,
+    actor: User | AnonymousUser | None,
+    action: str,
+    target: models.Model,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    request: HttpRequest | None = None,
+) -> AuditEntry | None:
+    """Audit an edit with only the fields that changed; an edit that changed nothing writes
+    nothing. `before` is empty for a creation, which is always recorded."""
     keys = [k for k in after if before.get(k) != after.get(k)]
-    return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
+    if before and not keys:
+        return None
+    return record(
+        actor=actor,
+        action=action,
+        target=target,
+        before={k: before.get(k) for k in keys} if before else None,
+        after={k: after.get(k) for k in keys},
+        request=request,
+    )

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from glasshouse.audit.actions import diff, record
+from glasshouse.audit.actions import record, record_change
 from glasshouse.devices.models import AgentPolicy, Device, DeviceOS, EnrollmentToken
 from glasshouse.org.models import Person, Team
 
@@ -269,16 +269,14 @@ def do_update_policy(
             setattr(policy, name, value)
         policy.updated_at = timezone.now()
         policy.save()
-        changed_before, changed_after = diff(before, policy_snapshot(policy))
-        if created or changed_after:
-            record(
-                actor=actor,
-                action="devices.policy.create" if created else "devices.policy.update",
-                target=policy,
-                before=changed_before or None,
-                after=changed_after,
-                request=request,
-            )
+        record_change(
+            actor=actor,
+            action="devices.policy.create" if created else "devices.policy.update",
+            target=policy,
+            before=before,
+            after=policy_snapshot(policy),
+            request=request,
+        )
     return policy
 
 

@@ -18,7 +18,7 @@ from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
 
-from glasshouse.audit.actions import diff, record
+from glasshouse.audit.actions import record, record_change
 from glasshouse.org import csvio
 from glasshouse.org.models import ImportStatus, Office, PeopleImport, Person, Team, valid_time_zone
 from glasshouse.org.validation import (
@@ -103,16 +103,14 @@ def do_update_person(actor: Actor, person: Person, data: PersonInput, *, request
         for name, value in data.model_fields().items():
             setattr(person, name, value)
         person.save()
-        changed_before, changed_after = diff(before, person_snapshot(person))
-        if changed_after:
-            record(
-                actor=actor,
-                action="org.person.update",
-                target=person,
-                before=changed_before,
-                after=changed_after,
-                request=request,
-            )
+        record_change(
+            actor=actor,
+            action="org.person.update",
+            target=person,
+            before=before,
+            after=person_snapshot(person),
+            request=request,
+        )
     return person
 
 
@@ -161,16 +159,14 @@ def do_update_team(
         before = _team_snapshot(team)
         team.name, team.parent = name, parent
         team.save()
-        changed_before, changed_after = diff(before, _team_snapshot(team))
-        if changed_after:
-            record(
-                actor=actor,
-                action="org.team.update",
-                target=team,
-                before=changed_before,
-                after=changed_after,
-                request=request,
-            )
+        record_change(
+            actor=actor,
+            action="org.team.update",
+            target=team,
+            before=before,
+            after=_team_snapshot(team),
+            request=request,
+        )
     return team
 
 
