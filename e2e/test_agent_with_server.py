@@ -9,6 +9,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 from django.utils import timezone
 
 from conftest import Personas
-from glasshouse.activity.models import Span, SpanKind
+from glasshouse.activity.models import IngestBatch, Span, SpanKind
 from glasshouse.devices import actions as device_actions
 from glasshouse.devices.models import Device
 from glasshouse.devices.policy import default_policy
@@ -151,6 +152,10 @@ def test_agent_spans_reach_the_server(personas: Personas, live_server: object, d
         assert mailer[0].person_id == employee.pk
         assert (mailer[0].end - mailer[0].start).total_seconds() >= 1  # merged on the agent, not samples
         assert [s.title.value for s in builder if s.title] == ["Build log", "Build log - failed"]
+        # Every batch carries the spool's identity, one for this agent's one spool.
+        spool_ids = set(IngestBatch.objects.filter(device=device).values_list("spool_id", flat=True))
+        assert len(spool_ids) == 1
+        assert re.fullmatch(r"[0-9a-f]{32}", spool_ids.pop())
 
         # IT switches titles off: the agent picks up the new policy and stops sending titles.
         set_default_policy(personas, collect_titles=False)

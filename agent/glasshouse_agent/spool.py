@@ -6,6 +6,11 @@ committed before the first upload attempt, so a retry after a crash resends the 
 batch and the server's idempotency makes it count once) -> deleted when the server acks that
 batch_seq, or moved to `quarantine` when the server refuses it as malformed.
 
+Identity: each spool file has a random `spool_id` (uuid4 hex), made once when the file is
+created and kept in the `meta` table. It travels with every batch, so the server keys
+idempotency on (device, spool_id, batch_seq): a spool lost with its disk restarts at batch_seq 1
+under a new id, and its batches are stored instead of being mistaken for retries.
+
 Caps: above `max_rows`, or older than `max_age_days`, the oldest unassigned rows are dropped and
 a `gaps` row records what was lost; gaps travel in the next batch so the loss is visible."""
 
@@ -15,6 +20,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +60,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
     batch_seq INTEGER NOT NULL, status INTEGER, detail TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# Batches of a spool made before spool ids existed, assigned (and perhaps already stored by the
+# server) before the upgrade, are resent without a spool_id so the server still sees retries.
+_LEGACY_SEQ = "legacy_batch_seq"
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,15 @@ class Batch:
     spans: list[Span]
     gaps: list[dict[str, Any]]
     attempts: int
+    spool_id: str = ""  # empty only for a batch assigned before this spool had an id
 
     def body(self) -> dict[str, Any]:
-        return {"batch_seq": self.seq, "spans": [s.to_wire() for s in self.spans], "gaps": self.gaps}
+        body: dict[str, Any] = {"batch_seq": self.seq}
+        if self.spool_id:
+            body["spool_id"] = self.spool_id
+        body["spans"] = [s.to_wire() for s in self.spans]
+        body["gaps"] = self.gaps
+        return body
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,18 @@ class Spool:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'spool_id'").fetchone()
+            if row is None:
+                # A new file, or one from an agent before spool ids: batches already assigned
+                # keep going out as they did (see _LEGACY_SEQ); everything after carries the id.
+                (legacy,) = db.execute("SELECT max(seq) FROM batches").fetchone()
+                if legacy is not None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_LEGACY_SEQ, str(legacy)))
+                row = (uuid.uuid4().hex,)
+                db.execute("INSERT INTO meta (key, value) VALUES ('spool_id', ?)", row)
+            self.spool_id: str = str(row[0])
+            legacy_row = db.execute("SELECT value FROM meta WHERE key = ?", (_LEGACY_SEQ,)).fetchone()
+            self._legacy_seq = int(legacy_row[0]) if legacy_row else 0
 
     def close(self) -> None:
         self._db.close()
@@ -170,7 +199,8 @@ class Spool:
                 'SELECT start, "end", reason, dropped FROM gaps WHERE batch_seq = ? ORDER BY id', (seq,)
             )
         ]
-        return Batch(seq=seq, spans=spans, gaps=gaps, attempts=attempts)
+        spool_id = "" if seq <= self._legacy_seq else self.spool_id
+        return Batch(seq=seq, spans=spans, gaps=gaps, attempts=attempts, spool_id=spool_id)
 
     def assign_batch(self, *, max_spans: int, max_seconds: float, force: bool = False) -> Batch | None:
         """Give the oldest queued spans (and all unreported gaps) the next batch_seq, durably,

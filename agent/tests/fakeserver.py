@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import secrets
 import threading
 import time
@@ -33,7 +34,7 @@ class State:
     revoked: set[str] = field(default_factory=set)
     policy: dict[str, Any] | None = None
     etag: str = '"0"'
-    batches: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    batches: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)  # (device, spool_id, seq)
     posts: list[tuple[str, int | None, int]] = field(default_factory=list)  # (device, seq, status)
     script: list[Scripted] = field(default_factory=list)  # answers for the next batch posts
     policy_requests: list[tuple[str | None, int]] = field(default_factory=list)  # (If-None-Match, status)
@@ -201,8 +202,8 @@ class FakeServer:
                         server.state.posts.append((device, seq, 400))
                     return self._send(400, {"detail": problem[1], "field": problem[0]})
                 with server.lock:
-                    # Idempotent: the first copy of (device, seq) is the one kept.
-                    server.state.batches.setdefault((device, seq), data)
+                    # Idempotent: the first copy of (device, spool_id, seq) is the one kept.
+                    server.state.batches.setdefault((device, data.get("spool_id", ""), seq), data)
                     server.state.posts.append((device, seq, 200))
                     drop = server.state.drop_ack_once
                     server.state.drop_ack_once = False
@@ -218,6 +219,9 @@ class FakeServer:
 def _validate(data: Any) -> tuple[str, str] | None:
     if not isinstance(data.get("batch_seq"), int):
         return "batch_seq", "must be an integer"
+    spool_id = data.get("spool_id", "0" * 32)  # absent: an agent from before spool ids
+    if not isinstance(spool_id, str) or not re.fullmatch(r"[0-9a-f]{32}", spool_id):
+        return "spool_id", "must be 32 lowercase hex digits"
     spans = data.get("spans")
     if not isinstance(spans, list) or len(spans) > 1000:
         return "spans", "must be a list of at most 1000"

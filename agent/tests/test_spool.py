@@ -78,6 +78,59 @@ def test_batch_seq_survives_a_reopen_and_is_never_reused(tmp_path: Path) -> None
     assert b2.seq == b1.seq + 1
 
 
+def test_the_spool_keeps_its_id_across_reopens_and_a_new_file_gets_a_new_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "spool.sqlite3")
+    spool = Spool(path)
+    spool_id = spool.spool_id
+    assert len(spool_id) == 32
+    assert int(spool_id, 16) >= 0  # hex
+    assert spool_id == spool_id.lower()
+    spool.add([span(1)])
+    batch = spool.assign_batch(max_spans=10, max_seconds=0, force=True)
+    assert batch is not None
+    assert batch.body()["spool_id"] == spool_id
+    assert batch.body()["batch_seq"] == 1
+    spool.close()
+    reopened = Spool(path)
+    assert reopened.spool_id == spool_id
+    assert reopened.pending_batch() == batch
+    reopened.close()
+    # The disk was wiped: a new file restarts at batch_seq 1, but under a new identity.
+    os.remove(path)
+    fresh = Spool(path)
+    assert fresh.spool_id != spool_id
+    fresh.add([span(2)])
+    again = fresh.assign_batch(max_spans=10, max_seconds=0, force=True)
+    assert again is not None
+    assert (again.seq, again.body()["spool_id"]) == (1, fresh.spool_id)
+    assert Spool(str(tmp_path / "other.sqlite3")).spool_id not in (spool_id, fresh.spool_id)
+
+
+def test_a_spool_from_before_spool_ids_gets_one_and_resends_its_pending_batch_as_before(tmp_path: Path) -> None:
+    path = str(tmp_path / "spool.sqlite3")
+    spool = Spool(path)
+    spool.add([span(1)])
+    old = spool.assign_batch(max_spans=10, max_seconds=0, force=True)
+    assert old is not None
+    spool.add([span(2)])
+    # What an older agent left behind: no meta table, batch 1 assigned and perhaps stored.
+    spool._db.execute("DROP TABLE meta")
+    spool.close()
+    upgraded = Spool(path)
+    assert len(upgraded.spool_id) == 32
+    pending = upgraded.pending_batch()
+    assert pending is not None
+    assert pending.seq == old.seq
+    # Sent as the old agent sent it, so the server recognises a retry of what it may hold.
+    assert "spool_id" not in pending.body()
+    upgraded.ack(pending.seq)
+    nxt = upgraded.assign_batch(max_spans=10, max_seconds=0, force=True)
+    assert nxt is not None
+    assert (nxt.seq, nxt.body()["spool_id"]) == (old.seq + 1, upgraded.spool_id)
+    upgraded.close()
+    assert Spool(path).spool_id == upgraded.spool_id
+
+
 def test_a_batch_stays_under_the_servers_byte_limit(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path / "spool.sqlite3"))
     big = "x" * 4000

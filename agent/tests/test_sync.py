@@ -145,6 +145,33 @@ def test_401_stops_uploads_but_keeps_spooling(server: FakeServer, tmp_path: Path
     assert s.spool.stats().in_flight == 1  # the span is still here for a re-enrolled device
 
 
+def test_every_batch_carries_the_spool_id(server: FakeServer, tmp_path: Path) -> None:
+    s = syncer(server, tmp_path)
+    s.spool.add(spans(1500))
+    assert s.flush() is True
+    assert [body["spool_id"] for body in server.state.batches.values()] == [s.spool.spool_id] * 2
+    assert [(spool_id, seq) for _, spool_id, seq in server.state.batches] == [
+        (s.spool.spool_id, 1),
+        (s.spool.spool_id, 2),
+    ]
+
+
+def test_a_lost_spool_starts_again_at_seq_1_under_a_new_id_and_nothing_is_lost(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    uplink = enrolled(server)
+    first = syncer(server, tmp_path / "a", uplink)
+    first.spool.add(spans(3))
+    assert first.flush() is True
+    # Reinstalled with the same device credential but an empty spool.
+    second = syncer(server, tmp_path / "b", uplink)
+    second.spool.add(spans(2, offset=3))
+    assert second.flush() is True
+    assert [seq for _, seq, _ in server.state.posts] == [1, 1]
+    assert second.spool.spool_id != first.spool.spool_id
+    assert sorted(sp["n"] for sp in server.state.spans()) == [0, 1, 2, 3, 4]
+
+
 def test_a_lost_ack_is_retried_and_the_server_stores_the_batch_once(server: FakeServer, tmp_path: Path) -> None:
     s = syncer(server, tmp_path)
     s.spool.add(spans(5))

@@ -27,10 +27,14 @@ class InternedString(models.Model):
 
 
 class IngestBatch(models.Model):
-    """One accepted agent batch. The unique (device, seq) makes retries idempotent and the id is
-    the ingest order the worker follows; `rolled_up` marks batches the rollups already counted."""
+    """One accepted agent batch. The unique (device, spool_id, seq) makes retries idempotent (a
+    spool lost with its disk restarts seq at 1 under a new spool_id, so its batches are new) and
+    the id is the ingest order the worker follows; `rolled_up` marks batches the rollups already
+    counted."""
 
     device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="batches")
+    # The agent spool's random identity (32 hex digits); "" for agents from before spool ids.
+    spool_id = models.CharField(max_length=32, default="", blank=True)
     seq = models.BigIntegerField()
     received_at = models.DateTimeField(default=timezone.now)
     span_count = models.PositiveIntegerField(default=0)
@@ -39,7 +43,7 @@ class IngestBatch(models.Model):
     rolled_up = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["device", "seq"], name="ingest_batch_once")]
+        constraints = [models.UniqueConstraint(fields=["device", "spool_id", "seq"], name="ingest_batch_once")]
         indexes = [models.Index(fields=["id"], condition=models.Q(rolled_up=False), name="ingest_batch_pending")]
 
     def __str__(self) -> str:

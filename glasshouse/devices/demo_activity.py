@@ -12,7 +12,8 @@ Deterministic: every choice comes from `random.Random` seeded with the seed, the
 employee number and the local date, so a day always replays the same way. Idempotent: the
 credential each "agent" received is kept in a small JSON file (as a real agent keeps its own),
 and a re-run sends only spans that start after the newest span already acknowledged for the
-device; the ingest API is idempotent on (device, batch_seq) as well.
+device; the ingest API is idempotent on (device, spool_id, batch_seq) as well (these replays send
+no spool_id, as an agent from before spool ids did).
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class Device(models.Model):
     enrolled_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    # The highest batch sequence number stored; shown to IT, idempotency itself is a unique key.
+    # The sequence number of the batch stored last (it restarts at 1 when an agent's spool is
+    # lost); shown to IT. Idempotency itself is the unique (device, spool_id, seq) of IngestBatch.
     last_batch_seq = models.BigIntegerField(default=0)
 
     objects = DeviceQuerySet.as_manager()

@@ -129,7 +129,7 @@ def _etag_matches(header: str, etag: str) -> bool:
     "/batches",
     response={200: AckOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut},
     url_name="batches",
-    summary="Upload one batch of closed spans (gzip JSON); idempotent on batch_seq",
+    summary="Upload one batch of closed spans (gzip JSON); idempotent on (spool_id, batch_seq)",
 )
 def batches(request: HttpRequest) -> HttpResponse:
     device: Device = request.auth  # type: ignore[attr-defined]
@@ -148,9 +148,10 @@ def batches(request: HttpRequest) -> HttpResponse:
 
 
 def store_batch(device: Device, batch: BatchSchema) -> int:
-    """Write the batch and its spans in one transaction; a batch already stored is a no-op.
-    Returns the number of spans stored by this call."""
-    if IngestBatch.objects.filter(device=device, seq=batch.batch_seq).exists():
+    """Write the batch and its spans in one transaction; a batch already stored (the same device,
+    spool_id and batch_seq) is a no-op. Returns the number of spans stored by this call."""
+    once = {"device": device, "spool_id": batch.spool_id, "seq": batch.batch_seq}
+    if IngestBatch.objects.filter(**once).exists():
         return 0
     resolved = resolve_for_device(device)
     # Defence in depth: the agent should never send what the policy disallows, but if an old
@@ -176,18 +177,18 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
     try:
         with transaction.atomic():
             record = IngestBatch.objects.create(
-                device=device,
-                seq=batch.batch_seq,
+                **once,
                 span_count=len(spans),
                 gaps=[g.model_dump() for g in batch.gaps],
             )
             stored = write_spans(device, device.person_id, spans, ingest_id=record.pk)
-            Device.objects.filter(pk=device.pk, last_batch_seq__lt=batch.batch_seq).update(
-                last_batch_seq=batch.batch_seq
-            )
+            # Informational: the seq of the batch stored last. Not a maximum, because a new spool
+            # (a wiped disk) starts again at 1 and IT should see that.
+            Device.objects.filter(pk=device.pk).update(last_batch_seq=batch.batch_seq)
     except IntegrityError:
-        # A concurrent retry of the same batch won the unique (device, seq); it is stored once.
-        if IngestBatch.objects.filter(device=device, seq=batch.batch_seq).exists():
+        # A concurrent retry of the same batch won the unique (device, spool_id, seq); it is
+        # stored once.
+        if IngestBatch.objects.filter(**once).exists():
             return 0
         raise
     return stored

@@ -66,6 +66,9 @@ class BatchSchema(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     batch_seq: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    # The random identity of the agent's spool file; "" for agents from before spool ids. A
+    # spool lost with its disk restarts batch_seq under a new id, so its batches are not retries.
+    spool_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] = ""
     spans: Annotated[list[SpanSchema], Field(max_length=MAX_SPANS)]
     gaps: Annotated[list[GapSchema], Field(max_length=MAX_SPANS)] = []
 

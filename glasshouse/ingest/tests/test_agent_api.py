@@ -194,6 +194,59 @@ def test_repeated_batch_is_stored_once_with_the_same_ack() -> None:
     assert IngestBatch.objects.count() == 1
 
 
+SPOOL_A = "0123456789abcdef0123456789abcdef"
+SPOOL_B = "fedcba9876543210fedcba9876543210"
+
+
+def test_same_seq_from_a_new_spool_is_stored_not_acked_as_a_duplicate() -> None:
+    # The agent's spool was lost (disk wiped, reinstall keeping the device key): batch_seq
+    # restarts at 1 under a new spool_id, and those spans are new, not a retry.
+    agent = Agent.enrolled()
+    for spool_id, start in ((SPOOL_A, T0), (SPOOL_A, T0 + 100), (SPOOL_B, T0 + 1000)):
+        seq = 2 if start == T0 + 100 else 1
+        response = agent.send({"batch_seq": seq, "spool_id": spool_id, "spans": [window(start, start + 10)]})
+        assert response.status_code == 200, response.content
+        assert response.json() == {"accepted_seq": seq}
+    assert Span.objects.count() == 3
+    assert sorted(IngestBatch.objects.values_list("spool_id", "seq")) == [(SPOOL_A, 1), (SPOOL_A, 2), (SPOOL_B, 1)]
+    # Informational: the seq stored last, which restarted with the new spool.
+    assert Device.objects.get(pk=agent.device_id).last_batch_seq == 1
+
+
+def test_batches_without_a_spool_id_are_a_spool_of_their_own() -> None:
+    agent = Agent.enrolled()
+    agent.send({"batch_seq": 1, "spans": [window(T0, T0 + 10)]})  # an agent from before spool ids
+    agent.send({"batch_seq": 1, "spool_id": SPOOL_A, "spans": [window(T0 + 20, T0 + 30)]})
+    agent.send({"batch_seq": 1, "spans": [window(T0, T0 + 10)]})  # its retry
+    assert sorted(IngestBatch.objects.values_list("spool_id", "seq")) == [("", 1), (SPOOL_A, 1)]
+    assert Span.objects.count() == 2
+
+
+def test_a_retried_spool_batch_is_stored_once_with_the_same_ack() -> None:
+    agent = Agent.enrolled()
+    batch = {"batch_seq": 3, "spool_id": SPOOL_A, "spans": [window(T0, T0 + 10), window(T0 + 10, T0 + 20)]}
+    answers = [agent.send(batch) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.json() == {"accepted_seq": 3} for a in answers)
+    assert Span.objects.count() == 2
+    assert IngestBatch.objects.get().spool_id == SPOOL_A
+
+
+@pytest.mark.parametrize(
+    "spool_id",
+    ["", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef", SPOOL_A + "0", "g" * 32, 42, None],
+    ids=["empty", "upper-case", "short", "long", "not-hex", "number", "null"],
+)
+def test_malformed_spool_id_is_refused_naming_it(spool_id: object) -> None:
+    agent = Agent.enrolled()
+    body = json.dumps({"batch_seq": 1, "spool_id": spool_id, "spans": [window(T0, T0 + 1)]}).encode()
+    response = agent.post_raw(gzip.compress(body))
+    assert response.status_code == 422, response.content
+    assert response.json()["field"] == "spool_id"
+    assert "spool_id" in response.json()["detail"]
+    assert nothing_stored()
+
+
 def test_strings_are_stored_once() -> None:
     agent = Agent.enrolled()
     agent.send({"batch_seq": 1, "spans": [window(T0 + i, T0 + i + 1) for i in range(10)]})
