@@ -1,7 +1,7 @@
 """Person-level monitoring pages. Every look passes the purpose gate in `access.monitoring`.
 
-Activity data itself arrives with the endpoint agent (a later issue); these pages already
-carry the gate, the purpose prompt and the audit, so the data plugs in behind them.
+The activity shown comes from the rollups (`activity.queries`), only after the gate granted
+access for this person.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from glasshouse.access.monitoring import PurposeCategory, PurposeRequired, access_person_monitoring, check_purpose
 from glasshouse.access.roles import person_of
 from glasshouse.access.views import require_roles
+from glasshouse.activity.queries import person_activity
 from glasshouse.core.roles import MONITORING_ROLES
 from glasshouse.org.models import Person
 
@@ -56,7 +57,8 @@ def person_view(request: HttpRequest, pk: int) -> HttpResponse:
         )
     if request.method == "POST":
         return redirect("activity:person", pk=pk)
-    return render(request, "activity/person.html", {"access": access, "person": access.person})
+    activity = person_activity(access.person)
+    return render(request, "activity/person.html", {"access": access, "person": access.person, "activity": activity})
 
 
 @login_required
