@@ -76,11 +76,12 @@ def _database() -> dict[str, Any]:
     config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=envint("DB_CONN_MAX_AGE", 0)))
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets the web UI read while the worker writes; IMMEDIATE takes the write lock at
-        # the start of every atomic block so two writers queue instead of failing mid-way.
+        # the start of every atomic block so two writers queue instead of failing mid-way;
+        # synchronous=FULL because an acknowledged agent batch must survive a power cut too.
         config["OPTIONS"] = {
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         }
         # A file, not :memory:, so background threads (CSV import) see the same test database.
         config["TEST"] = {"NAME": str(VAR_DIR / "test-glasshouse.sqlite3")}
