@@ -102,14 +102,22 @@ class Span(models.Model):
         return f"{self.get_kind_display()} {self.start:%Y-%m-%d %H:%M:%S}"
 
 
-class HourlyAppUsage(models.Model):
-    """Seconds of window focus per person, UTC hour and application."""
+class AppUsage(models.Model):
+    """Seconds of window focus per person and application in one period (the subclass's key)."""
 
     person = models.ForeignKey("org.Person", on_delete=models.CASCADE, related_name="+")
-    hour = models.DateTimeField()
     app = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
     seconds = models.FloatField(default=0)
     spans = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyAppUsage(AppUsage):
+    """Per UTC hour."""
+
+    hour = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["person", "hour", "app"], name="hourly_app_usage_key")]
@@ -118,14 +126,10 @@ class HourlyAppUsage(models.Model):
         return f"{self.person_id} {self.hour:%Y-%m-%d %H}h {self.seconds:.0f}s"
 
 
-class DailyAppUsage(models.Model):
-    """Seconds of window focus per person, local day (in the person's own zone) and application."""
+class DailyAppUsage(AppUsage):
+    """Per local day, in the person's own time zone."""
 
-    person = models.ForeignKey("org.Person", on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
-    app = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
-    seconds = models.FloatField(default=0)
-    spans = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["person", "day", "app"], name="daily_app_usage_key")]
