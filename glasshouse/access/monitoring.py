@@ -26,9 +26,7 @@ from glasshouse.core.roles import MONITORING_ROLES
 from glasshouse.org.models import Person
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AnonymousUser
-
-    from glasshouse.accounts.models import User
+    pass
 
 _SESSION_KEY = "monitoring_purposes"
 MIN_PURPOSE_DETAIL = 10
@@ -63,11 +61,6 @@ def check_purpose(category: str, detail: str) -> Purpose:
     if errors:
         raise ValidationError(errors)
     return Purpose(PurposeCategory(category), detail)
-
-
-def may_read_person_monitoring(user: User | AnonymousUser, person: Person) -> bool:
-    me = person_of(user)
-    return (me is not None and me.pk == person.pk) or has_any_role(user, MONITORING_ROLES)
 
 
 @dataclass(frozen=True)

@@ -44,15 +44,5 @@ def roles_of(user: User | AnonymousUser) -> frozenset[Role]:
     return result
 
 
-def forget_roles(user: User) -> None:
-    if hasattr(user, _CACHE_ATTR):
-        delattr(user, _CACHE_ATTR)
-
-
 def has_any_role(user: User | AnonymousUser, roles: frozenset[Role] | set[Role] | tuple[Role, ...]) -> bool:
     return bool(roles_of(user) & set(roles))
-
-
-def manages(manager: Person, person: Person) -> bool:
-    """True if `manager` is anywhere above `person` in the reporting lines."""
-    return manager in person.chain_of_command()

@@ -7,6 +7,7 @@ lines and writes an audit row in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+@functools.cache
 def valid_time_zone(name: str) -> bool:
+    # Cached: a 10,000-row import repeats a handful of zones.
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -7,7 +7,6 @@ on the form is refused in a file for the same reason, in the same words.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -73,12 +72,6 @@ class PersonInput:
         }
 
 
-@functools.lru_cache(maxsize=1024)
-def _known_time_zone(name: str) -> bool:
-    # A 10,000-row file repeats a handful of zones; looking each up once keeps imports fast.
-    return valid_time_zone(name)
-
-
 def person_field_errors(data: PersonInput) -> dict[str, str]:
     """Problems found in the values alone, without looking at anyone else. {field: message}."""
     errors: dict[str, str] = {}
@@ -99,7 +92,7 @@ def person_field_errors(data: PersonInput) -> dict[str, str]:
             validate_email(data.email)
         except ValidationError:
             errors["email"] = f"'{data.email}' is not a valid e-mail address."
-    if not _known_time_zone(data.time_zone):
+    if not valid_time_zone(data.time_zone):
         errors["time_zone"] = f"Unknown time zone '{data.time_zone}'; use a name such as Europe/London or UTC."
     unknown_days = [d for d in data.work_days if d not in WEEKDAYS]
     if unknown_days:
