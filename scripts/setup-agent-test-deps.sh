@@ -2,7 +2,8 @@
 # Install the Debian packages the endpoint agent's real tests need: an X server (Xvfb), a window
 # manager that sets _NET_ACTIVE_WINDOW (openbox), xdotool to switch focus and move the mouse,
 # xterm as a focusable client, x11-utils (xprop), systemd for `systemd-analyze verify` on the
-# shipped unit, and desktop-file-utils to validate the XDG autostart entry.
+# shipped unit, desktop-file-utils to validate the XDG autostart entry, and dbus-daemon for a
+# private bus on which the logind tests run a fake org.freedesktop.login1 (never the system bus).
 # Nothing is downloaded from outside Debian.
 # Exit 0: everything is there. Exit 3: something is missing and this user cannot install it.
 set -euo pipefail
@@ -16,6 +17,7 @@ declare -A needs=(
   [xprop]=x11-utils
   [systemd-analyze]=systemd
   [desktop-file-validate]=desktop-file-utils
+  [dbus-daemon]=dbus-daemon
 )
 
 missing=()

@@ -1,7 +1,9 @@
 """`glasshouse-agent run`: the system service. It owns the spool and the server link, runs the
-collectors that need no user session (utmp logins), and accepts samples from the per-user
-session helpers over a Unix socket. Every sample is checked against the policy again here, then
-merged into spans and stored; a sync thread uploads and keeps the policy current.
+collectors that need no user session (logins and screen locks from logind, else utmp), and
+accepts samples from the per-user session helpers over a Unix socket. Every sample is checked
+against the policy again here, then merged into spans and stored; a sync thread uploads and
+keeps the policy current. It records its own start and clean stop as session events, so the
+server can tell an agent that was stopped from one that went silent.
 
 Threads: the main thread (socket, collectors, merging, spool writes) and the sync thread
 (policy + upload), each with its own SQLite connection."""
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from glasshouse_agent.collectors.logind import LogindCollector
 from glasshouse_agent.collectors.utmp import DEFAULT_UTMP, UtmpCollector
 from glasshouse_agent.ipc import LineReader, PeerCred, encode, peer_credentials
 from glasshouse_agent.merge import Merger
@@ -74,6 +77,7 @@ class Service:
         socket_path: str,
         uplink: Uplink | None,
         utmp_path: str = DEFAULT_UTMP,
+        system_bus: str | None = None,
         policy_interval: float = 60.0,
         checkpoint_seconds: float = 30.0,
         maintain_seconds: float = 60.0,
@@ -86,6 +90,7 @@ class Service:
         self.socket_path = socket_path
         self.uplink = uplink
         self.utmp_path = utmp_path
+        self.system_bus = system_bus  # None: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the standard socket)
         self.policy_interval = policy_interval
         self.checkpoint_seconds = checkpoint_seconds
         self.maintain_seconds = maintain_seconds
@@ -143,7 +148,9 @@ class Service:
         version = -1
         merger = Merger(NOTHING.pulse_seconds)
         utmp: UtmpCollector | None = None
-        closed: list[Span] = []
+        logind: LogindCollector | None = None
+        logind_fd: int | None = None
+        closed: list[Span] = self._agent_event("agent-start", holder.get()[0], merger)
         next_checkpoint = self.clock() + self.checkpoint_seconds
         next_maintain = self.clock()
         self.ready.set()
@@ -155,6 +162,8 @@ class Service:
                     policy = new_policy
                     closed += self._apply_policy(policy, merger)
                     utmp = self._utmp_for(policy, utmp, spool)
+                    logind = self._logind_for(policy, logind, spool)
+                    logind_fd = self._watch(sel, logind, logind_fd)
                     for client in list(clients.values()):
                         self._send_policy(client, policy, clients, sel, merger, closed, spool)
                 now = self.clock()
@@ -165,25 +174,34 @@ class Service:
                 deadlines = [next_checkpoint, next_maintain]
                 if utmp is not None:
                     deadlines.append(utmp.next_wakeup())
+                if logind is not None:
+                    deadlines.append(logind.next_wakeup())
                 expiry = merger.next_expiry()
                 if expiry is not None:
                     deadlines.append(expiry)
                 if policy.schedule.mode != "always":
                     deadlines.append(now + 60.0)  # re-evaluate working hours each minute
                 timeout = max(0.0, min(deadlines) - now)
+                logind_ready = False
                 for key, _ in sel.select(timeout):
                     if key.data == "waker":
                         self.waker.drain()
+                    elif key.data == "logind":
+                        logind_ready = True
                     elif key.fileobj is listener:
                         self._accept(listener, sel, clients, policy, spool)
                     elif (peer := clients.get(key.fd)) is not None:
                         closed += self._read(peer, clients, sel, merger, policy, spool)
                 now = self.clock()
+                if logind is not None and (logind_ready or now >= logind.next_wakeup()):
+                    closed += self._store(logind.poll(now), policy, merger, "logind")
+                    logind_fd = self._watch(sel, logind, logind_fd)
                 if utmp is not None and now >= utmp.next_wakeup():
-                    for sample in utmp.poll(now):
-                        ok = policy.filter(sample)
-                        if ok is not None:
-                            closed += merger.add(ok, source="utmp")
+                    samples = utmp.poll(now)
+                    # While logind answers it is the one source of logins, so none counts twice;
+                    # utmp keeps its bookkeeping meanwhile, ready to take over from there.
+                    if logind is None or not logind.available:
+                        closed += self._store(samples, policy, merger, "utmp")
                 closed += merger.expire(now)
                 if closed or now >= next_checkpoint:
                     # Closed spans and the checkpoint of open ones in one transaction.
@@ -195,7 +213,11 @@ class Service:
                     if dropped:
                         log.warning("spool over its caps: dropped the %d oldest spans (recorded as a gap)", dropped)
                     next_maintain = now + self.maintain_seconds
+            # A clean stop (SIGTERM, SIGINT): say so. A crash or kill -9 leaves no such event.
+            closed += self._agent_event("agent-stop", policy, merger)
         finally:
+            if logind is not None:
+                logind.close()
             closed += merger.close(all_sources=True)
             spool.add(closed, [])
             for client in clients.values():
@@ -249,6 +271,47 @@ class Service:
         return UtmpCollector(
             self.utmp_path, known=known, on_known_change=lambda keys: spool.set("utmp_known", json.dumps(keys))
         )
+
+    def _logind_for(self, policy: Policy, current: LogindCollector | None, spool: Spool) -> LogindCollector | None:
+        if not policy.sessions:
+            if current is not None:
+                current.close()
+            return None
+        if current is not None:
+            return current
+        known = json.loads(spool.get("logind_known") or "{}")
+        return LogindCollector(
+            self.system_bus,
+            known=known,
+            on_known_change=lambda sessions: spool.set("logind_known", json.dumps(sessions)),
+        )
+
+    @staticmethod
+    def _watch(sel: selectors.BaseSelector, logind: LogindCollector | None, registered: int | None) -> int | None:
+        """Keep the selector on the collector's current bus socket (it changes on reconnect)."""
+        fd = logind.fileno() if logind is not None else None
+        if fd != registered:
+            if registered is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    sel.unregister(registered)
+            if fd is not None:
+                sel.register(fd, selectors.EVENT_READ, "logind")
+        return fd
+
+    def _agent_event(self, event: str, policy: Policy, merger: Merger) -> list[Span]:
+        """The agent's own start/stop, as a session event: under the same policy as logins
+        (nothing when sessions are off or outside the schedule)."""
+        sample = policy.filter(Sample("session", self.clock(), {"event": event}))
+        return merger.add(sample, source="service") if sample is not None else []
+
+    @staticmethod
+    def _store(samples: list[Sample], policy: Policy, merger: Merger, source: str) -> list[Span]:
+        closed: list[Span] = []
+        for sample in samples:
+            allowed = policy.filter(sample)
+            if allowed is not None:
+                closed += merger.add(allowed, source=source)
+        return closed
 
     def _accept(
         self,

@@ -34,6 +34,13 @@ def make_policy(**overrides: object) -> Policy:
     return parse_policy(policy_doc(**overrides))
 
 
+@pytest.fixture(autouse=True)
+def _no_system_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches this machine's system bus: a service (or `glasshouse-agent run`) started
+    without its own bus address finds none. The logind tests run a private bus of their own."""
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/glasshouse-agent-tests/system_bus_socket")
+
+
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     srv = FakeServer().start()

@@ -113,14 +113,19 @@ def test_service_stores_spans_with_the_peer_uid_and_enforces_the_policy(tmp_path
         client.send(Sample("session", now, {"event": "login", "user": "mallory"}))  # not a helper's to say
         client.send(Sample("window", now - 7200, {"app": "from the past"}))
         client.sock.sendall(b'{"type": "sample", "sample": {"kind": "window", "time": "soon"}}\n')
-        wait_for(lambda: len(stored(tmp_path)) >= 1)
+        wait_for(lambda: any(kind != "session" for kind, _, _ in stored(tmp_path)))
         client.sock.close()
     finally:
         stop_service(service)
     rows = stored(tmp_path)
-    assert rows == [
+    assert [r for r in rows if r[0] != "session"] == [
         ("window", {"app": "xterm", "pid": 1}, os.getuid()),
         ("window", {"app": "firefox", "pid": 2}, os.getuid()),
+    ]
+    # The service's own start and stop; the login the helper claimed is not there.
+    assert [(a, u) for k, a, u in rows if k == "session"] == [
+        ({"event": "agent-start"}, None),
+        ({"event": "agent-stop"}, None),
     ]
 
 
@@ -142,10 +147,10 @@ def test_the_uid_comes_from_the_kernel_not_the_peer(tmp_path: Path, sockdir: str
     )
     try:
         subprocess.run([python, "-c", script, service.socket_path], user=65534, group=65534, check=True, timeout=20)
-        wait_for(lambda: len(stored(tmp_path)) >= 1)
+        wait_for(lambda: any(kind != "session" for kind, _, _ in stored(tmp_path)))
     finally:
         stop_service(service)
-    ((kind, _attrs, uid),) = stored(tmp_path)
+    ((kind, _attrs, uid),) = [r for r in stored(tmp_path) if r[0] != "session"]
     assert (kind, uid) == ("idle", 65534)
 
 
@@ -201,7 +206,7 @@ def test_policy_changes_reach_the_helper_and_rebuild_its_collectors(
     untitled = [a for k, a, _ in rows if k == "window" and "title" not in a]
     assert titled
     assert untitled
-    assert all(k in ("window", "idle") for k, _, _ in rows)
+    assert all(k in ("window", "idle") or a.get("event") in ("agent-start", "agent-stop") for k, a, _ in rows)
 
 
 def test_helper_reconnects_when_the_service_restarts(tmp_path: Path, sockdir: str) -> None:
