@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import make_password
@@ -134,3 +135,10 @@ def client_for(personas: Personas) -> ClientFor:
         return c
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def keep_spans_forever(settings: Any) -> None:
+    """Test batches use fixed dates in January 2025, which the default span retention (180 days)
+    would refuse to store; the retention tests set SPAN_RETENTION_DAYS themselves."""
+    settings.SPAN_RETENTION_DAYS = 0

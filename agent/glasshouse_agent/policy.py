@@ -66,6 +66,13 @@ class Policy:
     max_batch_seconds: float = 30.0
     spool_max_rows: int = 500_000
     spool_max_age_days: float = 14.0
+    # The device-control sections (docs/agent-protocol.md, "Device control ..."), kept as the
+    # server sent them (objects; {} when absent). Each control parses its own section strictly
+    # (glasshouse_agent.usb, .removable, .web, .apps) and refuses it whole with a PolicyError.
+    usb: dict[str, Any] = field(default_factory=dict)
+    removable: dict[str, Any] = field(default_factory=dict)
+    web: dict[str, Any] = field(default_factory=dict)
+    apps: dict[str, Any] = field(default_factory=dict)
 
     def allows(self, kind: Kind, when: float) -> bool:
         """May data of this kind be collected at `when`? Outside the schedule nothing is."""
@@ -97,6 +104,10 @@ class Policy:
             "schedule": {**asdict(self.schedule), "days": list(self.schedule.days)},
             "upload": {"max_batch_spans": self.max_batch_spans, "max_batch_seconds": self.max_batch_seconds},
             "spool": {"max_rows": self.spool_max_rows, "max_age_days": self.spool_max_age_days},
+            "usb": self.usb,
+            "removable": self.removable,
+            "web": self.web,
+            "apps": self.apps,
         }
 
     def dumps(self) -> str:
@@ -133,6 +144,10 @@ def parse_policy(doc: Any) -> Policy:
         max_batch_seconds=_num(upload, "max_batch_seconds", 30, "upload", low=0.1),
         spool_max_rows=int(_num(spool, "max_rows", 500_000, "spool", low=1)),
         spool_max_age_days=_num(spool, "max_age_days", 14, "spool", low=0.001),
+        usb=_obj(doc, "usb"),
+        removable=_obj(doc, "removable"),
+        web=_obj(doc, "web"),
+        apps=_obj(doc, "apps"),
     )
 
 

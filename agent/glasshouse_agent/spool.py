@@ -23,10 +23,15 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from glasshouse_agent.model import Span
+
+# Point events (USB, files written to removable media, blocked apps and sites) share the spans
+# table, and so its durability, batching and caps; a batch carries them in `events`
+# (docs/agent-protocol.md). Their row has start == end == the event's time.
+EVENT_KINDS = frozenset({"usb", "file", "app_block", "web_block"})
 
 # The server refuses more than 2 MiB of uncompressed JSON; leave room for the envelope and gaps.
 MAX_BATCH_BYTES = 2 * 1024 * 1024 - 64 * 1024
@@ -75,6 +80,7 @@ class Batch:
     gaps: list[dict[str, Any]]
     attempts: int
     spool_id: str = ""  # empty only for a batch assigned before this spool had an id
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"batch_seq": self.seq}
@@ -82,6 +88,8 @@ class Batch:
             body["spool_id"] = self.spool_id
         body["spans"] = [s.to_wire() for s in self.spans]
         body["gaps"] = self.gaps
+        if self.events:
+            body["events"] = self.events
         return body
 
 
@@ -164,6 +172,23 @@ class Spool:
                     [(s.kind, s.start, s.end, s.to_db(), s.uid) for s in open_spans],
                 )
 
+    def add_events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Store point events: each a dict with `kind` (one of EVENT_KINDS), `time` (UTC epoch
+        seconds) and the kind's fields (docs/agent-protocol.md)."""
+        now = self._clock()
+        rows = []
+        for event in events:
+            kind, at = event["kind"], float(event["time"])
+            if kind not in EVENT_KINDS:
+                raise ValueError(f"unknown event kind {kind!r}")
+            fields = {k: v for k, v in event.items() if k not in ("kind", "time")}
+            attrs = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+            rows.append((kind, at, at, attrs, None, len(attrs) + 40, now))
+        with self._tx() as db:
+            db.executemany(
+                'INSERT INTO spans (kind, start, "end", attrs, uid, size, inserted) VALUES (?, ?, ?, ?, ?, ?, ?)', rows
+            )
+
     def recover_open(self) -> int:
         """After a restart, the checkpointed open spans become closed spans ending where they
         were last seen. Returns how many were recovered."""
@@ -187,12 +212,15 @@ class Spool:
         if row is None:
             return None
         seq, attempts = row
-        spans = [
-            Span.from_db(*r)
-            for r in self._db.execute(
-                'SELECT kind, start, "end", attrs, uid FROM spans WHERE batch_seq = ? ORDER BY id', (seq,)
-            )
-        ]
+        spans: list[Span] = []
+        events: list[dict[str, Any]] = []
+        for r in self._db.execute(
+            'SELECT kind, start, "end", attrs, uid FROM spans WHERE batch_seq = ? ORDER BY id', (seq,)
+        ):
+            if r[0] in EVENT_KINDS:
+                events.append({"kind": r[0], "time": r[1], **json.loads(r[3])})
+            else:
+                spans.append(Span.from_db(*r))
         gaps = [
             {"start": r[0], "end": r[1], "reason": r[2], "dropped": r[3]}
             for r in self._db.execute(
@@ -200,7 +228,7 @@ class Spool:
             )
         ]
         spool_id = "" if seq <= self._legacy_seq else self.spool_id
-        return Batch(seq=seq, spans=spans, gaps=gaps, attempts=attempts, spool_id=spool_id)
+        return Batch(seq=seq, spans=spans, gaps=gaps, attempts=attempts, spool_id=spool_id, events=events)
 
     def assign_batch(self, *, max_spans: int, max_seconds: float, force: bool = False) -> Batch | None:
         """Give the oldest queued spans (and all unreported gaps) the next batch_seq, durably,

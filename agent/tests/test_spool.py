@@ -14,6 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from glasshouse_agent.model import Span
 from glasshouse_agent.spool import MAX_BATCH_BYTES, Spool
 
@@ -241,3 +243,29 @@ def test_kill_9_while_writing_loses_nothing_committed_and_resurrects_nothing_ack
     assert set(range(committed)) - acked <= present  # every committed, unacked span is there
     assert not (present & acked)  # and no acknowledged span came back
     db.close()
+
+
+def test_events_travel_in_the_same_batches_as_spans_and_leave_on_ack(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "spool.sqlite3"), clock=Clock())
+    spool.add([span(1)])
+    usb = {"kind": "usb", "time": 5.5, "action": "insert", "verdict": "blocked", "vid": "0781", "pid": "5567"}
+    spool.add_events([usb, {"kind": "file", "time": 6.0, "path": "/media/a/x.txt", "size": 12}])
+    spool.add([span(7)])
+    batch = spool.assign_batch(max_spans=10, max_seconds=30, force=True)
+    assert batch is not None
+    assert [s.attrs["app"] for s in batch.spans] == ["app1", "app7"]
+    assert batch.events == [usb, {"kind": "file", "time": 6.0, "path": "/media/a/x.txt", "size": 12}]
+    body = json.loads(json.dumps(batch.body()))
+    assert [e["kind"] for e in body["events"]] == ["usb", "file"]
+    assert len(body["spans"]) == 2
+    spool.ack(batch.seq)
+    assert spool.stats().queued == 0
+    assert spool.assign_batch(max_spans=10, max_seconds=30, force=True) is None
+
+
+def test_an_unknown_event_kind_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "spool.sqlite3"), clock=Clock())
+    good = {"kind": "usb", "time": 1.0, "action": "remove"}
+    with pytest.raises(ValueError, match="screenshot"):
+        spool.add_events([good, {"kind": "screenshot", "time": 2.0}])
+    assert spool.stats().queued == 0

@@ -102,37 +102,133 @@ class Span(models.Model):
         return f"{self.get_kind_display()} {self.start:%Y-%m-%d %H:%M:%S}"
 
 
-class AppUsage(models.Model):
-    """Seconds of window focus per person and application in one period (the subclass's key)."""
+class EventKind(models.IntegerChoices):
+    USB = 1, "USB device"
+    FILE = 2, "file written to removable media"
+    APP_BLOCK = 3, "blocked application"
+    WEB_BLOCK = 4, "blocked site"
+
+
+class DeviceEvent(models.Model):
+    """A point event an agent reported (docs/agent-protocol.md, "Events in batches"): a USB
+    device inserted, blocked or allowed, a file written to removable media, an application or
+    site blocked. Written by the event sink with its batch; `data` holds the event's fields as
+    validated by the ingest schema (without kind and time)."""
+
+    batch = models.ForeignKey(IngestBatch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    device = models.ForeignKey(
+        "devices.Device", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    person = models.ForeignKey(
+        "org.Person", on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
+    kind = models.SmallIntegerField(choices=EventKind.choices)
+    time = models.DateTimeField()
+    data: models.JSONField[Any, Any] = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kind", "time"], name="device_event_kind_time"),
+            models.Index(fields=["device", "time"], name="device_event_device_time"),
+            models.Index(fields=["person", "time"], name="device_event_person_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageKind(models.IntegerChoices):
+    """What a rollup row measures: focus per application (window spans), time per web site
+    (browser spans, by domain) or time idle/active (idle spans, subject "idle" or "active")."""
+
+    APP = 1, "application"
+    SITE = 2, "site"
+    STATE = 3, "idle/active"
+
+
+class Category(models.IntegerChoices):
+    UNCATEGORISED = 0, "uncategorised"
+    PRODUCTIVE = 1, "productive"
+    NEUTRAL = 2, "neutral"
+    UNPRODUCTIVE = 3, "unproductive"
+
+
+class Classification(models.Model):
+    """The organisation's category for one application or site. Rollup rows carry the category
+    their subject had when they were written; `activity.rollups.reclassify` rewrites them when
+    a classification changes, so reports never join this table."""
+
+    kind = models.SmallIntegerField(choices=UsageKind.choices)
+    subject = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    category = models.SmallIntegerField(choices=Category.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "subject"], name="classification_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.subject_id}: {self.get_category_display()}"
+
+
+class Usage(models.Model):
+    """Seconds per person and subject (an application, a site, or idle/active) in one period
+    (the subclass's key), with the subject's category."""
 
     person = models.ForeignKey("org.Person", on_delete=models.CASCADE, related_name="+")
-    app = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    kind = models.SmallIntegerField(choices=UsageKind.choices)
+    subject = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    category = models.SmallIntegerField(choices=Category.choices, default=Category.UNCATEGORISED)
     seconds = models.FloatField(default=0)
+    # Spans counted, each once, in the period it starts in.
     spans = models.PositiveIntegerField(default=0)
 
     class Meta:
         abstract = True
 
 
-class HourlyAppUsage(AppUsage):
+class HourlyUsage(Usage):
     """Per UTC hour."""
 
     hour = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["person", "hour", "app"], name="hourly_app_usage_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["person", "hour", "kind", "subject"], name="hourly_usage_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.person_id} {self.hour:%Y-%m-%d %H}h {self.seconds:.0f}s"
 
 
-class DailyAppUsage(AppUsage):
+class DailyUsage(Usage):
     """Per local day, in the person's own time zone."""
 
     day = models.DateField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["person", "day", "app"], name="daily_app_usage_key")]
+        constraints = [models.UniqueConstraint(fields=["person", "day", "kind", "subject"], name="daily_usage_key")]
+        indexes = [models.Index(fields=["day", "kind"], name="daily_usage_day")]
 
     def __str__(self) -> str:
         return f"{self.person_id} {self.day} {self.seconds:.0f}s"
+
+
+class TeamDailyUsage(models.Model):
+    """Per team and members' local day: the sum of its members' `DailyUsage` rows and how many
+    members had time on the subject. Rebuilt for each (team, day) the worker touches (a count
+    of people is not additive), from the team each person is in at that time. Team and
+    organisation reports read this table: tens of rows per team-day instead of one per person."""
+
+    team = models.ForeignKey("org.Team", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    kind = models.SmallIntegerField(choices=UsageKind.choices)
+    subject = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
+    category = models.SmallIntegerField(choices=Category.choices, default=Category.UNCATEGORISED)
+    seconds = models.FloatField(default=0)
+    people = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "day", "kind", "subject"], name="team_daily_usage_key")]
+        indexes = [models.Index(fields=["day", "kind"], name="team_daily_usage_day")]
+
+    def __str__(self) -> str:
+        return f"team {self.team_id} {self.day} {self.seconds:.0f}s"

@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from django.db import connection, transaction
 
-from glasshouse.activity.models import InternedString, Span
+from glasshouse.activity import retention
+from glasshouse.activity.models import DeviceEvent, InternedString, Span
 
 if TYPE_CHECKING:
     from glasshouse.devices.models import Device
@@ -44,9 +45,22 @@ class SpanIn(NamedTuple):
     state: str = ""
 
 
+class EventIn(NamedTuple):
+    """A validated point event: `kind` is an `EventKind` value, `time` UTC epoch seconds and
+    `data` the event's other fields."""
+
+    kind: int
+    time: float
+    data: dict[str, Any]
+
+
 class EventSink(Protocol):
     def write_spans(self, device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
         """Store `spans` for one batch inside the caller's transaction; return how many were stored."""
+        ...
+
+    def write_events(self, device: Device, person_id: int | None, events: Sequence[EventIn], *, ingest_id: int) -> int:
+        """Store point `events` for one batch inside the caller's transaction; return how many."""
         ...
 
 
@@ -153,8 +167,14 @@ class DatabaseSink:
     """Writes spans into the `activity_span` table of the default database."""
 
     def write_spans(self, device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
+        keep_from = retention.horizon()
+        if keep_from is not None:
+            # Past retention already: it would be dropped at the next pass, and must not
+            # recreate a day that was dropped.
+            spans = [s for s in spans if s.start >= keep_from]
         if not spans:
             return 0
+        retention.ensure_partitions(retention.utc_days(s.start for s in spans))
         strings: set[str | None] = set()
         for _, _, _, app, exe, title, domain, user, _, _ in spans:
             strings.update((app, exe, title, domain, user))
@@ -222,6 +242,22 @@ class DatabaseSink:
                 cursor.executemany(sql, rows)
         return len(spans)
 
+    def write_events(self, device: Device, person_id: int | None, events: Sequence[EventIn], *, ingest_id: int) -> int:
+        # Events are few (a USB insertion, a file copy) next to spans: plain bulk_create.
+        from_ts = dt.datetime.fromtimestamp
+        DeviceEvent.objects.bulk_create(
+            DeviceEvent(
+                batch_id=ingest_id,
+                device=device,
+                person_id=person_id,
+                kind=e.kind,
+                time=from_ts(e.time, UTC),
+                data=e.data,
+            )
+            for e in events
+        )
+        return len(events)
+
 
 def _sqlite_times(times: Iterable[float]) -> dict[float, str]:
     """Epoch seconds -> the text Django's SQLite backend stores for that UTC datetime
@@ -241,3 +277,7 @@ def get_sink() -> EventSink:
 
 def write_spans(device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
     return _sink.write_spans(device, person_id, spans, ingest_id=ingest_id)
+
+
+def write_events(device: Device, person_id: int | None, events: Sequence[EventIn], *, ingest_id: int) -> int:
+    return _sink.write_events(device, person_id, events, ingest_id=ingest_id)

@@ -17,8 +17,8 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ValidationError as PydanticValidationError
 
-from glasshouse.activity.models import IngestBatch, SpanKind
-from glasshouse.activity.sinks import SpanIn, write_spans
+from glasshouse.activity.models import EventKind, IngestBatch, SpanKind
+from glasshouse.activity.sinks import EventIn, SpanIn, write_events, write_spans
 from glasshouse.devices.actions import EnrollmentRefused, do_enroll_device
 from glasshouse.devices.models import Device
 from glasshouse.devices.policy import resolve_for_device
@@ -174,6 +174,14 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
         for s in batch.spans
         if s.kind in kinds
     ]
+    events = [
+        EventIn(
+            int(EventKind[e.kind.upper()]),
+            e.time,
+            e.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"kind", "time"}),
+        )
+        for e in batch.events
+    ]
     try:
         with transaction.atomic():
             record = IngestBatch.objects.create(
@@ -182,6 +190,7 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
                 gaps=[g.model_dump() for g in batch.gaps],
             )
             stored = write_spans(device, device.person_id, spans, ingest_id=record.pk)
+            write_events(device, device.person_id, events, ingest_id=record.pk)
             # Informational: the seq of the batch stored last. Not a maximum, because a new spool
             # (a wiped disk) starts again at 1 and IT should see that.
             Device.objects.filter(pk=device.pk).update(last_batch_seq=batch.batch_seq)

@@ -62,6 +62,67 @@ class GapSchema(BaseModel):
     dropped: Annotated[int, Field(ge=0)] = 0
 
 
+Hex4 = Annotated[str, Field(pattern=r"^[0-9a-f]{4}$")]
+EpochTime = Annotated[float, Field(allow_inf_nan=False)]
+Pid = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class _Event(BaseModel):
+    # Unknown keys are ignored, like on spans; `extra` fields are not stored.
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    time: EpochTime
+    user: Short | None = None
+
+
+class UsbEventSchema(_Event):
+    kind: Literal["usb"]
+    action: Literal["insert", "remove", "policy", "temporary_start", "temporary_end"]
+    verdict: Literal["allowed", "blocked", "read_only"] | None = None
+    vid: Hex4 | None = None
+    pid: Hex4 | None = None
+    serial: Short | None = None
+    vendor: Short | None = None
+    product: Short | None = None
+    device_class: Literal["storage", "mtp", "printer", "network", "hid", "other"] | None = Field(
+        default=None, alias="class"
+    )
+    port: Short | None = None
+    version: Annotated[int, Field(ge=0)] | None = None
+    request: Annotated[int, Field(ge=1)] | None = None
+    offline: bool = False
+
+
+class FileEventSchema(_Event):
+    kind: Literal["file"]
+    path: Path
+    size: Annotated[int, Field(ge=0)]
+    pid: Pid | None = None
+    exe: Path | None = None
+    mount: Path | None = None
+    device: Short | None = None
+    label: Short | None = None
+
+
+class AppBlockEventSchema(_Event):
+    kind: Literal["app_block"]
+    name: Short
+    exe: Path | None = None
+    pid: Pid | None = None
+
+
+class WebBlockEventSchema(_Event):
+    kind: Literal["web_block"]
+    domain: Short
+    url: Path | None = None
+
+
+EventSchema = Annotated[
+    UsbEventSchema | FileEventSchema | AppBlockEventSchema | WebBlockEventSchema, Field(discriminator="kind")
+]
+EVENT_TAGS = ("usb", "file", "app_block", "web_block")
+
+
 class BatchSchema(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -71,6 +132,8 @@ class BatchSchema(BaseModel):
     spool_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] = ""
     spans: Annotated[list[SpanSchema], Field(max_length=MAX_SPANS)]
     gaps: Annotated[list[GapSchema], Field(max_length=MAX_SPANS)] = []
+    # Point events (USB, files written to removable media, blocked apps and sites).
+    events: Annotated[list[EventSchema], Field(max_length=MAX_SPANS)] = []
 
 
 class BadField(Exception):
@@ -84,11 +147,15 @@ class BadField(Exception):
 
 def field_path(loc: Sequence[Any]) -> str:
     path = ""
+    after_index = False
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif after_index and part in EVENT_TAGS:
+            pass  # pydantic names the union member it tried ("events", 0, "usb", "vid"): not a field
         else:
             path += f".{part}" if path else str(part)
+        after_index = isinstance(part, int)
     return path
 
 
@@ -97,8 +164,11 @@ def first_error(exc: ValidationError) -> BadField:
     field = field_path(error["loc"])
     if error["type"] == "json_invalid":
         return BadField("", f"The body is not valid JSON: {error['msg']}.")
-    if error["type"] == "too_long" and field == "spans":
-        return BadField("spans", f"A batch may hold at most {MAX_SPANS} spans; split it.")
+    if error["type"] == "too_long" and field in ("spans", "events"):
+        return BadField(field, f"A batch may hold at most {MAX_SPANS} {field}; split it.")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        field += ".kind"
+        return BadField(field, f"{field} must be one of {', '.join(EVENT_TAGS)}.")
     return BadField(field, f"{field or 'body'}: {error['msg']}.")
 
 
@@ -114,6 +184,9 @@ def check_times(batch: BatchSchema, now: float | None = None) -> None:
                 raise BadField(f"{name}[{i}].end", f"{name}[{i}].end is in the future.")
             if item.end < item.start:
                 raise BadField(f"{name}[{i}].end", f"{name}[{i}].end is before its start.")
+    for i, event in enumerate(batch.events):
+        if not EARLIEST <= event.time <= latest:
+            raise BadField(f"events[{i}].time", f"events[{i}].time is not a plausible UTC epoch time.")
 
 
 class EnrollIn(Schema):

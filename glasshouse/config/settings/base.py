@@ -115,6 +115,9 @@ LOGIN_FAILURE_WINDOW_SECONDS = envint("GLASSHOUSE_LOGIN_FAILURE_WINDOW_SECONDS",
 # How long a stated purpose covers further looks at the same person's monitoring data.
 MONITORING_PURPOSE_TTL_SECONDS = envint("GLASSHOUSE_MONITORING_PURPOSE_TTL_SECONDS", 30 * 60)
 
+# Whole UTC days of raw agent spans kept before today (0 = keep forever). Rollups are kept.
+SPAN_RETENTION_DAYS = envint("GLASSHOUSE_SPAN_RETENTION_DAYS", 180)
+
 SESSION_COOKIE_AGE = envint("GLASSHOUSE_SESSION_SECONDS", 8 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

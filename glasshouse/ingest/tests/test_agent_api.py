@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from conftest import Personas
-from glasshouse.activity.models import IngestBatch, InternedString, Span, SpanKind
+from glasshouse.activity.models import DeviceEvent, IngestBatch, InternedString, Span, SpanKind
 from glasshouse.audit.models import AuditEntry
 from glasshouse.devices.actions import do_revoke_device, do_revoke_token, do_update_policy, hash_secret, policy_snapshot
 from glasshouse.devices.models import Device, EnrollmentToken
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 
 def nothing_stored() -> bool:
-    return not Span.objects.exists() and not IngestBatch.objects.exists()
+    return not Span.objects.exists() and not IngestBatch.objects.exists() and not DeviceEvent.objects.exists()
 
 
 # --- enrolment -------------------------------------------------------------------------------
@@ -277,6 +277,41 @@ def test_spans_of_disabled_collectors_are_dropped() -> None:
     assert list(Span.objects.values_list("kind", flat=True)) == [SpanKind.WINDOW]
 
 
+USB_EVENT = {
+    "kind": "usb",
+    "time": T0,
+    "action": "insert",
+    "verdict": "blocked",
+    "vid": "0781",
+    "pid": "5567",
+    "serial": "4C530001234",
+    "vendor": "SanDisk",
+    "product": "Cruzer Blade",
+    "class": "storage",
+    "user": "eve",
+}
+FILE_EVENT = {"kind": "file", "time": T0 + 5, "path": "/media/eve/STICK/q3.xlsx", "size": 48213, "pid": 5012}
+
+
+def test_events_are_stored_with_their_batch(personas: Personas) -> None:
+    agent = Agent.enrolled(personas.person("employee"))
+    events = [USB_EVENT, FILE_EVENT, {"kind": "app_block", "time": T0 + 9, "name": "steam", "future_field": 1}]
+    response = agent.send({"batch_seq": 1, "spans": [window(T0, T0 + 60)], "events": events})
+    assert response.status_code == 200
+    stored = list(DeviceEvent.objects.order_by("time"))
+    kinds = [e.get_kind_display() for e in stored]
+    assert kinds == ["USB device", "file written to removable media", "blocked application"]
+    assert stored[0].person_id == personas.person("employee").pk
+    assert stored[0].time.timestamp() == T0
+    assert stored[0].data["class"] == "storage"
+    assert stored[0].data["serial"] == "4C530001234"
+    assert stored[1].data == {"path": "/media/eve/STICK/q3.xlsx", "size": 48213, "pid": 5012}
+    assert "future_field" not in stored[2].data
+    # A retry stores nothing twice.
+    assert agent.send({"batch_seq": 1, "spans": [], "events": events}).status_code == 200
+    assert DeviceEvent.objects.count() == 3
+
+
 def _bomb() -> bytes:
     return gzip.compress(b'{"batch_seq": 1, "spans": [' + b" " * (50 * 1024 * 1024) + b"]}")
 
@@ -311,8 +346,48 @@ def _bomb() -> bytes:
             "spans",
             "at most 1000",
         ),
+        (
+            json.dumps(
+                {"batch_seq": 1, "spans": [window(T0, T0 + 1)], "events": [{**USB_EVENT, "vid": "7:1"}]}
+            ).encode(),
+            422,
+            "events[0].vid",
+            "events[0].vid",
+        ),
+        (
+            json.dumps(
+                {"batch_seq": 1, "spans": [], "events": [USB_EVENT, {"kind": "screenshot", "time": 1}]}
+            ).encode(),
+            422,
+            "events[1].kind",
+            "usb, file, app_block, web_block",
+        ),
+        (
+            json.dumps({"batch_seq": 1, "spans": [], "events": [{**FILE_EVENT, "size": -1}]}).encode(),
+            422,
+            "events[0].size",
+            "greater than or equal to 0",
+        ),
+        (
+            json.dumps({"batch_seq": 1, "spans": [], "events": [{**FILE_EVENT, "time": 9e12}]}).encode(),
+            422,
+            "events[0].time",
+            "plausible",
+        ),
     ],
-    ids=["malformed-json", "missing-seq", "missing-end", "end-before-start", "future", "unknown-kind", "too-many"],
+    ids=[
+        "malformed-json",
+        "missing-seq",
+        "missing-end",
+        "end-before-start",
+        "future",
+        "unknown-kind",
+        "too-many",
+        "bad-usb-vid",
+        "unknown-event-kind",
+        "negative-file-size",
+        "event-in-the-future",
+    ],
 )
 def test_bad_batch_is_refused_whole_naming_the_field(
     body: bytes, status: int, field: str | None, detail_part: str

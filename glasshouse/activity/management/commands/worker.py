@@ -1,5 +1,6 @@
-"""The background worker: one long-running process for rollups (and, later, alerts, scheduled
-reports and retention). On the embedded SQLite default it needs no other service.
+"""The background worker: one long-running process for rollups and span storage upkeep (the
+next days' partitions, retention), and later alerts and scheduled reports. On the embedded
+SQLite default it needs no other service.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from glasshouse.activity import retention
 from glasshouse.activity.rollups import roll_up_pending
+
+# Storage upkeep (partitions ahead, retention) is cheap but needed only a few times a day.
+UPKEEP_SECONDS = 3600
 
 
 class Command(BaseCommand):
-    help = "Run background jobs (activity rollups) until stopped; --once runs one pass and exits."
+    help = "Run background jobs (rollups, span retention) until stopped; --once runs one pass and exits."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Roll up what is pending now, then exit.")
@@ -25,6 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["once"]:
             self.stdout.write(f"Rolled up {roll_up_pending()} batches.")
+            self.upkeep()
             return
         stopping = False
 
@@ -35,12 +41,24 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         self.stdout.write("Worker running; stop with Ctrl-C or SIGTERM.")
+        last_upkeep = float("-inf")
         while not stopping:
             # Connections may have been closed by the server between passes.
             close_old_connections()
             done = roll_up_pending()
+            if time.monotonic() - last_upkeep >= UPKEEP_SECONDS:
+                self.upkeep()
+                last_upkeep = time.monotonic()
             if done:
                 self.stdout.write(f"Rolled up {done} batches.")
             else:
                 time.sleep(options["interval"])
         self.stdout.write("Worker stopped.")
+
+    def upkeep(self) -> None:
+        """Create the coming days' span partitions, then drop the days past retention. Rollups
+        run first in every pass, so a pending batch is counted before its spans can expire."""
+        retention.prepare_days_ahead()
+        dropped = retention.drop_expired()
+        if dropped:
+            self.stdout.write(f"Retention: removed the spans of {dropped} expired day(s).")
