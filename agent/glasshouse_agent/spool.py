@@ -16,6 +16,7 @@ a `gaps` row records what was lost; gaps travel in the next batch so the loss is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -111,9 +112,13 @@ class Spool:
         self._clock = clock
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        # Spans are personal data: the file is readable by its owner (root) only.
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
+        # Spans are personal data: the file is readable by its owner (root) only. Create it only
+        # if it does not exist: closing a descriptor of a database this process already has open
+        # (the service's second Spool, in its sync thread) would drop every SQLite lock the process
+        # holds on it, and another process closing its connection (`glasshouse-agent status`)
+        # would then checkpoint and delete the WAL under the running service.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before we report it, so a power cut cannot lose spans that
