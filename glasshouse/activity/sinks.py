@@ -55,6 +55,11 @@ class EventIn(NamedTuple):
 
 
 class EventSink(Protocol):
+    def prepare_spans(self, spans: Sequence[SpanIn]) -> None:
+        """Before the batch's transaction: make storage ready for these spans (PostgreSQL day
+        partitions) in a short transaction of its own."""
+        ...
+
     def write_spans(self, device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
         """Store `spans` for one batch inside the caller's transaction; return how many were stored."""
         ...
@@ -113,7 +118,9 @@ def intern_strings(values: Iterable[str]) -> dict[str, int]:
                     fresh[by_digest[digest]] = pk
 
         lookup(list(by_digest))
-        missing = [d for d, v in by_digest.items() if v not in fresh]
+        # Sorted: two uploads inserting the same new strings take their unique-index locks in
+        # the same order, so they queue instead of deadlocking.
+        missing = sorted(d for d, v in by_digest.items() if v not in fresh)
         if missing:
             for i in range(0, len(missing), _LOOKUP_CHUNK):
                 chunk = missing[i : i + _LOOKUP_CHUNK]
@@ -166,6 +173,19 @@ _PG_TYPES = (
 class DatabaseSink:
     """Writes spans into the `activity_span` table of the default database."""
 
+    def prepare_spans(self, spans: Sequence[SpanIn]) -> None:
+        # Creating a partition takes an exclusive lock on the span table. Inside the ingest
+        # transaction that lock would be held while the batch also waits on row locks (a string
+        # another batch is interning at the same moment): two uploads deadlocked that way in the
+        # ingest benchmark. Here it is taken and released before the batch holds anything.
+        if not retention.partitioned():
+            return
+        keep_from = retention.horizon()
+        with transaction.atomic():
+            retention.ensure_partitions(
+                retention.utc_days(s.start for s in spans if keep_from is None or s.start >= keep_from)
+            )
+
     def write_spans(self, device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:
         keep_from = retention.horizon()
         if keep_from is not None:
@@ -174,6 +194,7 @@ class DatabaseSink:
             spans = [s for s in spans if s.start >= keep_from]
         if not spans:
             return 0
+        # Normally a no-op: prepare_spans() made the days' partitions before this transaction.
         retention.ensure_partitions(retention.utc_days(s.start for s in spans))
         strings: set[str | None] = set()
         for _, _, _, app, exe, title, domain, user, _, _ in spans:
@@ -273,6 +294,10 @@ _sink: EventSink = DatabaseSink()
 
 def get_sink() -> EventSink:
     return _sink
+
+
+def prepare_spans(spans: Sequence[SpanIn]) -> None:
+    _sink.prepare_spans(spans)
 
 
 def write_spans(device: Device, person_id: int | None, spans: Sequence[SpanIn], *, ingest_id: int) -> int:

@@ -18,7 +18,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ValidationError as PydanticValidationError
 
 from glasshouse.activity.models import EventKind, IngestBatch, SpanKind
-from glasshouse.activity.sinks import EventIn, SpanIn, write_events, write_spans
+from glasshouse.activity.sinks import EventIn, SpanIn, prepare_spans, write_events, write_spans
 from glasshouse.devices.actions import EnrollmentRefused, do_enroll_device
 from glasshouse.devices.models import Device
 from glasshouse.devices.policy import resolve_for_device
@@ -182,6 +182,7 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
         )
         for e in batch.events
     ]
+    prepare_spans(spans)
     try:
         with transaction.atomic():
             record = IngestBatch.objects.create(
