@@ -90,6 +90,7 @@ class UsbEventSchema(_Event):
     port: Short | None = None
     version: Annotated[int, Field(ge=0)] | None = None
     request: Annotated[int, Field(ge=1)] | None = None
+    until: EpochTime | None = None
     offline: bool = False
 
 
