@@ -11,6 +11,7 @@ urlpatterns = [
     path("monitoring/", include("glasshouse.activity.urls")),
     path("api/v1/", api.urls),
     path("devices/", include("glasshouse.devices.urls")),
+    path("controls/", include("glasshouse.controls.urls")),
     path("api/agent/v1/", agent_api.urls),
 ]
 

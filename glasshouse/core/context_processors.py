@@ -37,6 +37,9 @@ def menu_for(roles: frozenset[Role], has_person: bool) -> list[NavItem]:
     if roles & MONITORING_ROLES:
         items.append(NavItem("Monitoring", "activity:people", "IT & security"))
         items.append(NavItem("Devices", "devices:inventory", "IT & security"))
+        items.append(NavItem("Device control", "controls:overview", "IT & security"))
+        items.append(NavItem("USB requests", "controls:usb_requests", "IT & security"))
+        items.append(NavItem("Device events", "controls:events", "IT & security"))
     if Role.IT_ADMIN in roles:
         items.append(NavItem("Roles", "accounts:roles", "Administration"))
     if roles & AUDIT_ROLES:

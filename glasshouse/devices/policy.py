@@ -3,30 +3,45 @@ team's, else the organisation default; plus the person's working hours for the s
 
 The ETag is the SHA-256 of the canonical JSON, so any change that alters what the agent gets
 (the policy, the person's team, zone or hours) changes the tag and nothing else does.
+
+Every document also carries the device-control sections (`usb`, `removable`, `web`, `apps`)
+built by `controls.document`. They are built only when the whole document or its ETag is
+asked for: the ingest path reads just the collect switches and does not pay for them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from glasshouse.devices.models import AgentPolicy, Device
 from glasshouse.org.models import Person, Team
 
 
-@dataclass(frozen=True)
 class ResolvedPolicy:
-    document: dict[str, Any]
-    etag: str
+    def __init__(self, base: dict[str, Any], person: Person | None, device: Device | None) -> None:
+        self.base = base
+        self.person = person
+        self.device = device
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        from glasshouse.controls.document import control_sections
+
+        return {**self.base, **control_sections(self.person, self.device)}
+
+    @cached_property
+    def etag(self) -> str:
+        return etag_of(self.document)
 
     @property
     def titles(self) -> bool:
-        return bool(self.document["collect"]["titles"])
+        return bool(self.base["collect"]["titles"])
 
     def collects(self, what: str) -> bool:
-        return bool(self.document["collect"].get(what, False))
+        return bool(self.base["collect"].get(what, False))
 
 
 def policy_for_team(team: Team | None) -> AgentPolicy:
@@ -80,11 +95,11 @@ def etag_of(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def resolve_for_person(person: Person | None) -> ResolvedPolicy:
-    document = policy_document(policy_for_team(person.team if person else None), person)
-    return ResolvedPolicy(document=document, etag=etag_of(document))
+def resolve_for_person(person: Person | None, device: Device | None = None) -> ResolvedPolicy:
+    base = policy_document(policy_for_team(person.team if person else None), person)
+    return ResolvedPolicy(base, person, device)
 
 
 def resolve_for_device(device: Device) -> ResolvedPolicy:
     person = Person.objects.select_related("team").filter(pk=device.person_id).first() if device.person_id else None
-    return resolve_for_person(person)
+    return resolve_for_person(person, device)

@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from glasshouse.activity.models import EventKind, IngestBatch, SpanKind
 from glasshouse.activity.sinks import EventIn, SpanIn, prepare_spans, write_events, write_spans
+from glasshouse.controls.api import agent_router
 from glasshouse.devices.actions import EnrollmentRefused, do_enroll_device
 from glasshouse.devices.models import Device
 from glasshouse.devices.policy import resolve_for_device
@@ -43,6 +44,8 @@ agent_api = NinjaAPI(
     auth=DeviceKeyAuth(),
     description="Enrolment, policy and batch upload for endpoint agents (per-device key, no cookies).",
 )
+# Temporary USB access requests: the endpoints and their rules live in `controls`.
+agent_api.add_router("/", agent_router)
 
 
 def _error(request: HttpRequest, status: int, detail: str, field: str | None = None) -> HttpResponse:

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "glasshouse.activity",
     "glasshouse.devices",
     "glasshouse.ingest",
+    "glasshouse.controls",
 ]
 
 MIDDLEWARE = [

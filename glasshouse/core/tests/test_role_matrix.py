@@ -19,6 +19,7 @@ MATRIX_MODULES = (
     "glasshouse.org.tests.matrix",
     "glasshouse.devices.tests.matrix",
     "glasshouse.ingest.tests.matrix",
+    "glasshouse.controls.tests.matrix",
 )
 Entry = tuple[str, Callable[[Personas], dict[str, object]], dict[str, int]]
 
