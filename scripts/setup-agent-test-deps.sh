@@ -4,6 +4,14 @@
 # xterm as a focusable client, x11-utils (xprop), systemd for `systemd-analyze verify` on the
 # shipped unit, desktop-file-utils to validate the XDG autostart entry, and dbus-daemon for a
 # private bus on which the logind tests run a fake org.freedesktop.login1 (never the system bus).
+# The removable-media tests make an ext4 "stick" (e2fsprogs) on a loop device (losetup, mount:
+# package mount) and read its label with blkid (util-linux); they and the app-blocking tests run
+# as root. libnotify-bin (notify-send) is optional: without it the session helper logs the message.
+# The USB control tests run Debian's usbguard-daemon with its umockdev backend on simulated
+# devices (usbguard, umockdev), with their own config in a temporary directory, as root. On a
+# machine that boots with systemd, installing usbguard also enables usbguard.service with
+# Debian's default policy: install it on test machines, not on a workstation you type on.
+# The browser tests run Debian's chromium headless with the extension from browser-extension/.
 # Nothing is downloaded from outside Debian.
 # Exit 0: everything is there. Exit 3: something is missing and this user cannot install it.
 set -euo pipefail
@@ -18,6 +26,14 @@ declare -A needs=(
   [systemd-analyze]=systemd
   [desktop-file-validate]=desktop-file-utils
   [dbus-daemon]=dbus-daemon
+  [mkfs.ext4]=e2fsprogs
+  [losetup]=mount
+  [blkid]=util-linux
+  [usbguard]=usbguard
+  [usbguard-daemon]=usbguard
+  [usbguard-rule-parser]=usbguard
+  [umockdev-wrapper]=umockdev
+  [chromium]=chromium
 )
 
 missing=()

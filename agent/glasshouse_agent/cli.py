@@ -22,6 +22,7 @@ from glasshouse_agent.ipc import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
     from glasshouse_agent.uplink import Uplink
+    from glasshouse_agent.usb import UsbOptions
 
 # Modules are imported inside each command: the session helper runs for the whole desktop
 # session and should not carry the service's HTTP/TLS and SQLite code in its memory.
@@ -110,13 +111,96 @@ def cmd_run(args: argparse.Namespace) -> int:
         socket_path=_socket_path(args),
         uplink=_uplink(cfg),
         utmp_path=args.utmp,
+        web_root=args.web_root,
         policy_interval=args.policy_interval,
         backoff_base=args.backoff_base,
+        usb=_usb_options(args),
     )
     _install_signals(service.stop)
     log.info("glasshouse-agent %s service starting (pid %d)", __version__, os.getpid())
     service.serve()
     log.info("service stopped")
+    return 0
+
+
+def _usb_options(args: argparse.Namespace) -> UsbOptions | None:
+    from glasshouse_agent.usb import UsbOptions
+    from glasshouse_agent.usb.client import usb_socket_path
+
+    if args.usb == "off":
+        return None
+    return UsbOptions(
+        socket_path=usb_socket_path(_socket_path(args), args.usb_socket), backend=args.usb, sysfs_root=args.sysfs_root
+    )
+
+
+def _ask_usb(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | None:
+    from glasshouse_agent.usb.client import ask, usb_socket_path
+
+    path = usb_socket_path(_socket_path(args), args.usb_socket)
+    try:
+        return ask(path, request)
+    except (OSError, ValueError) as exc:
+        print(f"cannot reach the glasshouse-agent service at {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_usb_request(args: argparse.Namespace) -> int:
+    if args.status is not None:
+        answer = _ask_usb(args, {"type": "usb-request-status", "request": args.status})
+        if answer is None:
+            return 2
+        if not answer.get("ok"):
+            print(f"cannot check request {args.status}: {answer.get('error')}", file=sys.stderr)
+            return 1
+        info = answer.get("answer") or {}
+        assert isinstance(info, dict)
+        line = f"request {args.status}: {info.get('status', 'unknown')}"
+        if info.get("until"):
+            line += f" until {info['until']} (UTC epoch seconds)"
+        if info.get("note"):
+            line += f"; note: {info['note']}"
+        print(line)
+        return 0
+    missing = [name for name in ("vid", "pid", "reason", "minutes") if getattr(args, name) is None]
+    if missing:
+        print(f"usb-request needs --{' --'.join(missing)} (or --status ID)", file=sys.stderr)
+        return 2
+    request = {
+        "type": "usb-request",
+        "vid": args.vid.lower(),
+        "pid": args.pid.lower(),
+        "serial": args.serial,
+        "reason": args.reason,
+        "minutes": args.minutes,
+    }
+    answer = _ask_usb(args, request)
+    if answer is None:
+        return 2
+    if not answer.get("ok"):
+        print(f"request not sent: {answer.get('error')}", file=sys.stderr)
+        return 1
+    info = answer.get("answer") or {}
+    assert isinstance(info, dict)
+    number = info.get("request")
+    print(f"request {number} sent to IT: {info.get('status', 'pending')}")
+    print(f"check it with: glasshouse-agent usb-request --status {number}")
+    print("once approved, the device is allowed within a minute (when the agent next fetches its policy)")
+    return 0
+
+
+def cmd_usb_unlock(args: argparse.Namespace) -> int:
+    answer = _ask_usb(args, {"type": "usb-unlock", "code": args.code})
+    if answer is None:
+        return 2
+    if not answer.get("ok"):
+        print(f"code refused: {answer.get('error')}", file=sys.stderr)
+        return 1
+    import datetime as dt
+
+    until = dt.datetime.fromtimestamp(float(str(answer["until"])), dt.UTC)
+    serial = f" serial {answer['serial']}" if answer.get("serial") else " (any serial)"
+    print(f"USB device {answer['vid']}:{answer['pid']}{serial} allowed until {until:%Y-%m-%d %H:%M} UTC")
     return 0
 
 
@@ -138,6 +222,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(status))
     return 0 if status.get("enrolled") else 1
+
+
+def cmd_browser_install(args: argparse.Namespace) -> int:
+    from glasshouse_agent.web import install
+
+    try:
+        if args.remove:
+            done = install.remove(args.root)
+        else:
+            done = install.install(
+                args.root, host_path=args.host_path, ext_id=args.extension_id, update_url=args.update_url
+            )
+    except (OSError, ValueError) as exc:
+        print(f"browser-install failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(install.describe(done))
+    if not args.remove and args.update_url is None:
+        print("no --update-url: the extension is not force-installed (see browser-extension/README.md)")
+    return 0
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
@@ -186,7 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="the system service: spool, upload, policy, logins")
     p.add_argument("--utmp", default=DEFAULT_UTMP, help="utmp file to read logins from")
     p.add_argument("--policy-interval", type=float, default=60.0, help="seconds between policy checks")
+    p.add_argument(
+        "--web-root",
+        default=os.environ.get("GLASSHOUSE_AGENT_WEB_ROOT", "/"),
+        help="root under which managed browser policy is written (env GLASSHOUSE_AGENT_WEB_ROOT, default /)",
+    )
     p.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay in seconds")
+    p.add_argument(
+        "--usb",
+        choices=("auto", "usbguard", "sysfs", "off"),
+        default=os.environ.get("GLASSHOUSE_AGENT_USB", "auto"),
+        help="USB control: through USBGuard, kernel sysfs authorisation, the first that works, or off",
+    )
+    p.add_argument(
+        "--sysfs-root", default=os.environ.get("GLASSHOUSE_AGENT_SYSFS", "/sys"), help="sysfs for the fallback"
+    )
+    p.add_argument("--usb-socket", help="socket for usb-unlock/usb-request (default: usb.sock beside --socket)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("session", parents=[common], help="the per-user helper: active window and idle time")
@@ -200,6 +318,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flush", parents=[common], help="upload everything spooled now, then exit")
     p.set_defaults(func=cmd_flush)
+
+    p = sub.add_parser("usb-request", parents=[common], help="ask IT for temporary access to a USB device")
+    p.add_argument("--vid", help="vendor id, 4 hex digits (lsusb shows VID:PID)")
+    p.add_argument("--pid", help="product id, 4 hex digits")
+    p.add_argument("--serial", default="", help="the device's serial (default: any device of that model)")
+    p.add_argument("--reason", help="why you need it (10-500 characters)")
+    p.add_argument("--minutes", type=int, help="for how long (5-1440)")
+    p.add_argument("--status", type=int, metavar="ID", help="show the state of an earlier request instead")
+    p.add_argument("--usb-socket", help="the service's USB socket (default: usb.sock beside --socket)")
+    p.set_defaults(func=cmd_usb_request)
+
+    p = sub.add_parser("usb-unlock", parents=[common], help="enter an offline USB access code from IT")
+    p.add_argument("code", help="the code, e.g. 1b2c3d-07815567-ABCDEFGHIJ")
+    p.add_argument("--usb-socket", help="the service's USB socket (default: usb.sock beside --socket)")
+    p.set_defaults(func=cmd_usb_unlock)
+
+    from glasshouse_agent.web.install import DEFAULT_HOST_PATH, DEV_EXTENSION_ID
+
+    p = sub.add_parser("browser-install", help="native messaging host manifests and the extension force-install policy")
+    p.add_argument("--root", default="/", help="install under this directory instead of / (packaging, tests)")
+    p.add_argument("--host-path", default=DEFAULT_HOST_PATH, help="the installed glasshouse-agent-browser-host")
+    p.add_argument("--extension-id", default=DEV_EXTENSION_ID, help="the extension's id (a release key's id)")
+    p.add_argument("--update-url", help="update manifest URL for ExtensionInstallForcelist (omit: no force-install)")
+    p.add_argument("--remove", action="store_true", help="remove the manifests and the force-install policy")
+    p.set_defaults(func=cmd_browser_install)
     return parser
 
 

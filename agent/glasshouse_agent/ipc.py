@@ -3,6 +3,7 @@ socket carrying one JSON object per line. The service learns who is talking from
 (SO_PEERCRED), not from anything the helper says, and records that uid with the spans.
 
 service -> helper: {"type": "policy", "policy": {...} | null}   (on connect and on change)
+service -> helper: {"type": "notify", "title": "...", "body": "..."}   (shown to the user)
 helper -> service: {"type": "sample", "sample": {"kind", "time", "attrs"}}"""
 
 from __future__ import annotations

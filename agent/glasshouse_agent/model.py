@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["window", "idle", "session"]
-KINDS: tuple[Kind, ...] = ("window", "idle", "session")
+Kind = Literal["window", "idle", "session", "browser"]
+# "browser": the site in the browser's active tab, reported by the extension through the native
+# messaging host (glasshouse_agent.web.host); merged into spans like windows.
+KINDS: tuple[Kind, ...] = ("window", "idle", "session", "browser")
 
 # The attributes that describe a state; equal attributes mean "the same state" for merging.
 Attrs = dict[str, str | int]

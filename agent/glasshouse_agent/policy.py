@@ -11,9 +11,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from glasshouse_agent.model import Kind, Sample
+from glasshouse_agent.model import MAX_TITLE_CHARS, Kind, Sample
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# The attributes a browser span may carry, with their longest length.
+BROWSER_DOMAIN = {"domain": 253}
+BROWSER_FULL = {"domain": 253, "url": 1024, "title": MAX_TITLE_CHARS}
 # The protocol's hard limit per batch; a policy cannot raise it.
 PROTOCOL_MAX_BATCH_SPANS = 1000
 
@@ -76,7 +79,7 @@ class Policy:
 
     def allows(self, kind: Kind, when: float) -> bool:
         """May data of this kind be collected at `when`? Outside the schedule nothing is."""
-        enabled = {"window": self.window, "idle": self.idle, "session": self.sessions}[kind]
+        enabled = {"window": self.window, "idle": self.idle, "session": self.sessions, "browser": self.browser}[kind]
         return enabled and self.schedule.active_at(when)
 
     def filter(self, sample: Sample) -> Sample | None:
@@ -87,6 +90,13 @@ class Policy:
         if sample.kind == "window" and not self.titles and "title" in sample.attrs:
             attrs = {k: v for k, v in sample.attrs.items() if k != "title"}
             return replace(sample, attrs=attrs)
+        if sample.kind == "browser":
+            # The site only, unless web.full_urls allows the URL and tab title too.
+            keep = BROWSER_FULL if self.web.get("full_urls") is True else BROWSER_DOMAIN
+            kept: dict[str, str | int] = {
+                k: v[: keep[k]] for k, v in sample.attrs.items() if k in keep and isinstance(v, str)
+            }
+            return sample if kept == sample.attrs else replace(sample, attrs=kept)
         return sample
 
     def to_json(self) -> dict[str, Any]:

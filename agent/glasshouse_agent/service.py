@@ -21,15 +21,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from glasshouse_agent.apps import AppBlocker
 from glasshouse_agent.collectors.logind import LogindCollector
 from glasshouse_agent.collectors.utmp import DEFAULT_UTMP, UtmpCollector
 from glasshouse_agent.ipc import LineReader, PeerCred, encode, peer_credentials
 from glasshouse_agent.merge import Merger
 from glasshouse_agent.model import KINDS, Sample, Span
 from glasshouse_agent.policy import NOTHING, Policy
+from glasshouse_agent.removable import Classify, RemovableMedia, sysfs_identity
 from glasshouse_agent.spool import Spool
 from glasshouse_agent.sync import BACKOFF_CAP_SECONDS, PolicyHolder, Syncer, load_stored_policy
 from glasshouse_agent.uplink import Uplink
+from glasshouse_agent.usb import UsbControl, UsbOptions, for_helpers
+from glasshouse_agent.web.control import WebFilter, web_block_event
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,7 @@ class Service:
         socket_path: str,
         uplink: Uplink | None,
         utmp_path: str = DEFAULT_UTMP,
+        web_root: str | None = None,
         system_bus: str | None = None,
         policy_interval: float = 60.0,
         checkpoint_seconds: float = 30.0,
@@ -85,11 +90,14 @@ class Service:
         clock: Callable[[], float] = time.time,
         backoff_base: float = 1.0,
         backoff_cap: float = BACKOFF_CAP_SECONDS,
+        usb: UsbOptions | None = None,
+        removable_classify: Classify = sysfs_identity,
     ) -> None:
         self.spool_path = spool_path
         self.socket_path = socket_path
         self.uplink = uplink
         self.utmp_path = utmp_path
+        self.web_root = web_root  # where managed browser policy goes ("/"); None: not written
         self.system_bus = system_bus  # None: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the standard socket)
         self.policy_interval = policy_interval
         self.checkpoint_seconds = checkpoint_seconds
@@ -98,6 +106,8 @@ class Service:
         self.clock = clock
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.usb_options = usb  # USB device control (glasshouse_agent.usb); None: off
+        self.removable_classify = removable_classify  # tests inject it: loop devices say removable=0
         self.waker = Waker()
         self.stop_event = threading.Event()
         self.ready = threading.Event()
@@ -144,13 +154,16 @@ class Service:
         sel.register(listener, selectors.EVENT_READ, None)
         sel.register(self.waker.r, selectors.EVENT_READ, "waker")
         clients: dict[int, _Client] = {}
+        controls = self._start_controls(sel, clients)  # removable media, app blocking
         policy: Policy = NOTHING
         version = -1
         merger = Merger(NOTHING.pulse_seconds)
+        web = WebFilter(self.web_root, spool)
         utmp: UtmpCollector | None = None
         logind: LogindCollector | None = None
         logind_fd: int | None = None
         closed: list[Span] = self._agent_event("agent-start", holder.get()[0], merger)
+        usb = self._start_usb()
         next_checkpoint = self.clock() + self.checkpoint_seconds
         next_maintain = self.clock()
         self.ready.set()
@@ -160,10 +173,14 @@ class Service:
                 if new_version != version:
                     version = new_version
                     policy = new_policy
+                    if usb is not None:
+                        usb.set_policy(policy)
                     closed += self._apply_policy(policy, merger)
                     utmp = self._utmp_for(policy, utmp, spool)
                     logind = self._logind_for(policy, logind, spool)
                     logind_fd = self._watch(sel, logind, logind_fd)
+                    self._apply_controls(controls, policy, spool)
+                    web.apply(policy, self.clock())
                     for client in list(clients.values()):
                         self._send_policy(client, policy, clients, sel, merger, closed, spool)
                 now = self.clock()
@@ -176,6 +193,9 @@ class Service:
                     deadlines.append(utmp.next_wakeup())
                 if logind is not None:
                     deadlines.append(logind.next_wakeup())
+                deadlines += [control.next_wakeup() for control in controls]
+                if (web_wakeup := web.next_wakeup()) is not None:
+                    deadlines.append(web_wakeup)
                 expiry = merger.next_expiry()
                 if expiry is not None:
                     deadlines.append(expiry)
@@ -183,9 +203,12 @@ class Service:
                     deadlines.append(now + 60.0)  # re-evaluate working hours each minute
                 timeout = max(0.0, min(deadlines) - now)
                 logind_ready = False
+                controls_ready: set[int] = set()
                 for key, _ in sel.select(timeout):
                     if key.data == "waker":
                         self.waker.drain()
+                    elif key.data == "control":
+                        controls_ready.add(key.fd)
                     elif key.data == "logind":
                         logind_ready = True
                     elif key.fileobj is listener:
@@ -193,6 +216,7 @@ class Service:
                     elif (peer := clients.get(key.fd)) is not None:
                         closed += self._read(peer, clients, sel, merger, policy, spool)
                 now = self.clock()
+                self._poll_controls(controls, controls_ready, now, spool)
                 if logind is not None and (logind_ready or now >= logind.next_wakeup()):
                     closed += self._store(logind.poll(now), policy, merger, "logind")
                     logind_fd = self._watch(sel, logind, logind_fd)
@@ -202,6 +226,7 @@ class Service:
                     # utmp keeps its bookkeeping meanwhile, ready to take over from there.
                     if logind is None or not logind.available:
                         closed += self._store(samples, policy, merger, "utmp")
+                web.tick(now)
                 closed += merger.expire(now)
                 if closed or now >= next_checkpoint:
                     # Closed spans and the checkpoint of open ones in one transaction.
@@ -216,6 +241,10 @@ class Service:
             # A clean stop (SIGTERM, SIGINT): say so. A crash or kill -9 leaves no such event.
             closed += self._agent_event("agent-stop", policy, merger)
         finally:
+            for control in controls:
+                control.close()
+            if usb is not None:
+                usb.stop()  # USBGuard (or sysfs) keeps enforcing the rules without us
             if logind is not None:
                 logind.close()
             closed += merger.close(all_sources=True)
@@ -232,6 +261,13 @@ class Service:
             spool.set("service_pid", None)
             spool.set("sessions", "[]")
             spool.close()
+
+    def _start_usb(self) -> UsbControl | None:
+        if self.usb_options is None:
+            return None
+        usb = UsbControl(self.usb_options, spool_path=self.spool_path, uplink=self.uplink, clock=self.clock)
+        usb.start()
+        return usb
 
     def _listen(self) -> socket.socket:
         os.makedirs(os.path.dirname(os.path.abspath(self.socket_path)), mode=0o755, exist_ok=True)
@@ -333,7 +369,9 @@ class Service:
         log.info("session helper connected: pid %d uid %d", cred.pid, cred.uid)
         self._record_sessions(clients, spool)
         with contextlib.suppress(OSError):  # a dead peer shows up as EOF on the next read
-            sock.sendall(encode({"type": "policy", "policy": policy.to_json() if policy != NOTHING else None}))
+            sock.sendall(
+                encode({"type": "policy", "policy": for_helpers(policy.to_json()) if policy != NOTHING else None})
+            )
 
     def _send_policy(
         self,
@@ -346,7 +384,9 @@ class Service:
         spool: Spool,
     ) -> None:
         try:
-            client.sock.sendall(encode({"type": "policy", "policy": policy.to_json() if policy != NOTHING else None}))
+            client.sock.sendall(
+                encode({"type": "policy", "policy": for_helpers(policy.to_json()) if policy != NOTHING else None})
+            )
         except OSError:
             closed += self._drop(client, clients, sel, merger, spool)
 
@@ -370,6 +410,9 @@ class Service:
         closed: list[Span] = []
         now = self.clock()
         for message in messages:
+            if isinstance(message, dict) and message.get("type") == "web_block":
+                spool.add_events(web_block_event(message, client.cred.uid, policy, now))
+                continue
             if not isinstance(message, dict) or message.get("type") != "sample":
                 continue
             try:
@@ -405,3 +448,51 @@ class Service:
     def _record_sessions(clients: dict[int, _Client], spool: Spool) -> None:
         # For `status`: which helpers feed this service, so their CPU and memory can be shown.
         spool.set("sessions", json.dumps([{"pid": c.cred.pid, "uid": c.cred.uid} for c in clients.values()]))
+
+    # -- removable media and app blocking (glasshouse_agent.removable, .apps) ------------------
+
+    def _start_controls(
+        self, sel: selectors.BaseSelector, clients: dict[int, _Client]
+    ) -> tuple[RemovableMedia, AppBlocker]:
+        removable = RemovableMedia(classify=self.removable_classify, clock=self.clock)
+        apps = AppBlocker(
+            clock=self.clock,
+            # The session helpers are part of the agent: never terminated, whatever the list says.
+            protected=lambda: [c.cred.pid for c in clients.values()],
+            notify=lambda uid, title, body: self._notify(clients, uid, title, body),
+        )
+        for control in (removable, apps):
+            sel.register(control.fileno(), selectors.EVENT_READ, "control")
+        return removable, apps
+
+    def _apply_controls(self, controls: tuple[RemovableMedia, AppBlocker], policy: Policy, spool: Spool) -> None:
+        for control in controls:
+            try:
+                events = control.apply_policy(policy, self.clock())
+            except Exception:  # a broken control must not take monitoring and upload down with it
+                log.exception("applying the policy to %s failed", type(control).__name__)
+                continue
+            if events:
+                spool.add_events(events)
+
+    def _poll_controls(
+        self, controls: tuple[RemovableMedia, AppBlocker], ready: set[int], now: float, spool: Spool
+    ) -> None:
+        for control in controls:
+            if control.fileno() not in ready and now < control.next_wakeup():
+                continue
+            try:
+                events = control.poll(now)
+            except Exception:
+                log.exception("%s failed", type(control).__name__)
+                continue
+            if events:
+                spool.add_events(events)
+
+    @staticmethod
+    def _notify(clients: dict[int, _Client], uid: int, title: str, body: str) -> None:
+        """Tell a user something through their session helpers (which show it on their desktop)."""
+        for client in list(clients.values()):
+            if client.cred.uid == uid:
+                with contextlib.suppress(OSError):  # a dead helper is noticed at its next read
+                    client.sock.sendall(encode({"type": "notify", "title": title, "body": body}))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from glasshouse_agent.apps_notify import Notifier
 from glasshouse_agent.collectors import HEARTBEAT_FRACTION, Collector, DisplayGone
 from glasshouse_agent.ipc import LineReader, encode
 from glasshouse_agent.model import Kind
@@ -81,6 +82,7 @@ class SessionHelper:
         self.policy: Policy = NOTHING
         self.collectors: dict[Kind, Collector] = {}
         self._retry_at: dict[Kind, float] = {}
+        self.notifier = Notifier()  # the service's messages to the user (an app closed by policy)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -164,6 +166,9 @@ class SessionHelper:
                         sock.sendall(encode({"type": "sample", "sample": sample.to_json()}))
 
     def _on_message(self, message: object) -> None:
+        if isinstance(message, dict) and message.get("type") == "notify":
+            self.notifier.show(message)
+            return
         if not isinstance(message, dict) or message.get("type") != "policy":
             return
         doc = message.get("policy")

@@ -47,7 +47,11 @@ def test_systemd_unit_is_hardened(tmp_path: Path) -> None:
     )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout + result.stderr)
     assert match, result.stdout + result.stderr
-    assert float(match.group(1)) <= 2.5  # systemd calls < 3 "OK"; the default is 9.6 "UNSAFE"
+    # 3.1 today, "OK" on systemd's scale (the default is 9.6, "UNSAFE"). It rose from 2.1 when
+    # device control landed: CAP_SYS_ADMIN (fanotify, remount), CAP_KILL (app blocking),
+    # CAP_SYS_PTRACE and the whole /proc (which program), no private /dev (USBGuard's IPC), a
+    # writable /sys (the sysfs fallback). Anything more needs a reason in the unit's comments.
+    assert float(match.group(1)) <= 3.2
 
 
 def test_autostart_entry_is_valid_and_runs_the_session_helper() -> None:
