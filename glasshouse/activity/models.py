@@ -91,6 +91,10 @@ class Span(models.Model):
     user = models.ForeignKey(
         InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
     )
+    # A browser tab's full URL, kept only where the team's web policy allows full URLs.
+    url = models.ForeignKey(
+        InternedString, on_delete=models.DO_NOTHING, db_constraint=False, null=True, db_index=False, related_name="+"
+    )
     pid = models.IntegerField(null=True)
     # "idle"/"active" for idle spans, the event (login, logout, lock, unlock) for session spans.
     state = models.CharField(max_length=32, blank=True)

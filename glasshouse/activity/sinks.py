@@ -43,6 +43,8 @@ class SpanIn(NamedTuple):
     user: str | None = None
     pid: int | None = None
     state: str = ""
+    # A browser tab's full URL (only where the policy allows full URLs; otherwise just `domain`).
+    url: str | None = None
 
 
 class EventIn(NamedTuple):
@@ -152,6 +154,7 @@ _COLUMNS = (
     "user_id",
     "pid",
     "state",
+    "url_id",
 )
 _PG_TYPES = (
     "int8",
@@ -167,6 +170,7 @@ _PG_TYPES = (
     "int8",
     "int4",
     "text",
+    "int8",
 )
 
 
@@ -197,8 +201,8 @@ class DatabaseSink:
         # Normally a no-op: prepare_spans() made the days' partitions before this transaction.
         retention.ensure_partitions(retention.utc_days(s.start for s in spans))
         strings: set[str | None] = set()
-        for _, _, _, app, exe, title, domain, user, _, _ in spans:
-            strings.update((app, exe, title, domain, user))
+        for _, _, _, app, exe, title, domain, user, _, _, url in spans:
+            strings.update((app, exe, title, domain, user, url))
         strings.discard(None)
         # None is never a key, so ref(None) is None: one dict lookup per column, no branch.
         ref = cast("Callable[[str | None], int | None]", intern_strings(s for s in strings if s is not None).get)
@@ -213,7 +217,7 @@ class DatabaseSink:
                 with raw.copy(f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                     copy.set_types(list(_PG_TYPES))
                     write_row = copy.write_row
-                    for kind, start, end, app, exe, title, domain, user, pid, state in spans:
+                    for kind, start, end, app, exe, title, domain, user, pid, state, url in spans:
                         write_row(
                             (
                                 ingest_id,
@@ -229,6 +233,7 @@ class DatabaseSink:
                                 ref(user),
                                 pid,
                                 state,
+                                ref(url),
                             )
                         )
             else:
@@ -254,8 +259,9 @@ class DatabaseSink:
                         ref(user),
                         pid,
                         state,
+                        ref(url),
                     )
-                    for kind, start, end, app, exe, title, domain, user, pid, state in spans
+                    for kind, start, end, app, exe, title, domain, user, pid, state, url in spans
                 ]
                 placeholders = ", ".join(["%s"] * len(_COLUMNS))
                 # Only quoted model names are interpolated; every value is a parameter.

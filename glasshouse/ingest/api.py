@@ -160,6 +160,11 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
     # Defence in depth: the agent should never send what the policy disallows, but if an old
     # or tampered agent does, the server does not keep it.
     keep_titles = resolved.titles
+    # A browser tab's URL and title only where the team's web policy allows full URLs. Reading
+    # that builds the device-control sections, so only for batches that carry them.
+    full_urls = any(s.kind == "browser" and (s.url or s.title) for s in batch.spans) and bool(
+        resolved.document["web"]["full_urls"]
+    )
     kinds = {name: int(SpanKind[name.upper()]) for name, what in KIND_COLLECTOR.items() if resolved.collects(what)}
     spans = [
         SpanIn(
@@ -168,11 +173,12 @@ def store_batch(device: Device, batch: BatchSchema) -> int:
             s.end,
             s.app,
             s.exe,
-            s.title if keep_titles else None,
+            s.title if (full_urls if s.kind == "browser" else keep_titles) else None,
             s.domain,
             s.user,
             s.pid,
             (s.event if s.kind == "session" else s.state) or "",
+            s.url if full_urls and s.kind == "browser" else None,
         )
         for s in batch.spans
         if s.kind in kinds

@@ -47,6 +47,7 @@ class SpanSchema(BaseModel):
     exe: Path | None = None
     title: Title | None = None
     domain: Short | None = None
+    url: Path | None = None
     user: Short | None = None
     pid: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     state: Annotated[str, Field(max_length=32), Clean] | None = None

@@ -15,8 +15,9 @@ from django.utils import timezone
 from conftest import Personas
 from glasshouse.activity.models import DeviceEvent, IngestBatch, InternedString, Span, SpanKind
 from glasshouse.audit.models import AuditEntry
+from glasshouse.controls.models import WebPolicy
 from glasshouse.devices.actions import do_revoke_device, do_revoke_token, do_update_policy, hash_secret, policy_snapshot
-from glasshouse.devices.models import Device, EnrollmentToken
+from glasshouse.devices.models import AgentPolicy, Device, EnrollmentToken
 from glasshouse.devices.policy import default_policy
 from glasshouse.ingest.tests.helpers import T0, Agent, enroll, make_token, window
 
@@ -439,3 +440,30 @@ def test_nul_in_a_window_title_is_replaced_not_fatal() -> None:
     assert span.app.value == "od\ufffdd"
     assert span.title is not None
     assert span.title.value == "a\ufffdb"
+
+
+@pytest.mark.parametrize("full_urls", [False, True])
+def test_browser_tabs_keep_url_and_title_only_where_full_urls_are_allowed(full_urls: bool) -> None:
+    AgentPolicy.objects.filter(team__isnull=True).update(collect_browser=True)
+    WebPolicy.objects.filter(team__isnull=True).update(full_urls=full_urls)
+    agent = Agent.enrolled()
+    tab = {
+        "kind": "browser",
+        "start": T0,
+        "end": T0 + 30,
+        "domain": "intranet.example",
+        "url": "https://intranet.example/hr/salaries?q=eve",
+        "title": "Salaries - Intranet",
+    }
+    assert agent.send({"batch_seq": 1, "spans": [tab]}).status_code == 200
+    span = Span.objects.select_related("domain", "url", "title").get()
+    assert span.domain is not None
+    assert span.domain.value == "intranet.example"
+    if full_urls:
+        assert span.url is not None
+        assert span.url.value == tab["url"]
+        assert span.title is not None
+        assert span.title.value == tab["title"]
+    else:
+        assert (span.url, span.title) == (None, None)
+        assert not InternedString.objects.filter(value__startswith="https://").exists()
