@@ -37,7 +37,7 @@ import stat
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -406,8 +406,11 @@ class RemovableMedia:
         mountinfo: str = MOUNTINFO,
         mount_command: str = "mount",
         mark_filesystem: bool = True,
+        extra_exemptions: Callable[[], Sequence[Exemption]] = tuple,
     ) -> None:
         self.classify = classify
+        # Grants the policy does not list: offline access codes, which USB control holds.
+        self.extra_exemptions = extra_exemptions
         self.label_of = label_of
         self.clock = clock
         self.mount_command = mount_command
@@ -444,6 +447,7 @@ class RemovableMedia:
         change = self._settings.next_change(now)
         if change is not None:
             wake.append(change)  # a temporary grant ends
+        wake += [e.until for e in self.extra_exemptions() if e.until is not None and e.until > now]
         if self._tracking_allowed and self._fan is None:
             wake.append(self._fan_retry_at)
         return min(wake)
@@ -546,8 +550,11 @@ class RemovableMedia:
             self._start_tracking(now)
         elif not allowed and self._fan is not None:
             self._stop_tracking()
+        extras = self.extra_exemptions()
         for mount_id, tracked in list(self._tracked.items()):
-            want_ro = self._settings.read_only(tracked.device, now)
+            want_ro = self._settings.read_only(tracked.device, now) and not any(
+                e.covers(tracked.device, now) for e in extras
+            )
             point = tracked.mount.mount_point
             if point in self._remounts or now < tracked.retry_at:
                 continue

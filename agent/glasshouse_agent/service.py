@@ -28,11 +28,12 @@ from glasshouse_agent.ipc import LineReader, PeerCred, encode, peer_credentials
 from glasshouse_agent.merge import Merger
 from glasshouse_agent.model import KINDS, Sample, Span
 from glasshouse_agent.policy import NOTHING, Policy
-from glasshouse_agent.removable import Classify, RemovableMedia, sysfs_identity
+from glasshouse_agent.removable import Classify, Exemption, RemovableMedia, sysfs_identity
 from glasshouse_agent.spool import Spool
 from glasshouse_agent.sync import BACKOFF_CAP_SECONDS, PolicyHolder, Syncer, load_stored_policy
 from glasshouse_agent.uplink import Uplink
 from glasshouse_agent.usb import UsbControl, UsbOptions, for_helpers
+from glasshouse_agent.usb.control import offline_grants
 from glasshouse_agent.web.control import WebFilter, web_block_event
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class Service:
         sel.register(listener, selectors.EVENT_READ, None)
         sel.register(self.waker.r, selectors.EVENT_READ, "waker")
         clients: dict[int, _Client] = {}
-        controls = self._start_controls(sel, clients)  # removable media, app blocking
+        controls = self._start_controls(sel, clients, spool)  # removable media, app blocking
         policy: Policy = NOTHING
         version = -1
         merger = Merger(NOTHING.pulse_seconds)
@@ -452,9 +453,15 @@ class Service:
     # -- removable media and app blocking (glasshouse_agent.removable, .apps) ------------------
 
     def _start_controls(
-        self, sel: selectors.BaseSelector, clients: dict[int, _Client]
+        self, sel: selectors.BaseSelector, clients: dict[int, _Client], spool: Spool
     ) -> tuple[RemovableMedia, AppBlocker]:
-        removable = RemovableMedia(classify=self.removable_classify, clock=self.clock)
+        def offline_exemptions() -> list[Exemption]:
+            # A stick unlocked with an offline code (USB control keeps those) stays writable.
+            return [Exemption(g.vid, g.pid, g.serial, g.until) for g in offline_grants(spool, self.clock())]
+
+        removable = RemovableMedia(
+            classify=self.removable_classify, clock=self.clock, extra_exemptions=offline_exemptions
+        )
         apps = AppBlocker(
             clock=self.clock,
             # The session helpers are part of the agent: never terminated, whatever the list says.

@@ -27,6 +27,7 @@ import pytest
 from glasshouse_agent.policy import PolicyError
 from glasshouse_agent.removable import (
     DeviceIdentity,
+    Exemption,
     Mount,
     RemovableMedia,
     parse_mountinfo,
@@ -491,3 +492,20 @@ def test_sysfs_decides_removable_from_usb_ancestry_the_removable_flag_and_dm_sla
     assert sysfs_identity(mount_of("254:0", "/dev/mapper/luks-stick"), str(tmp_path)) == stick
     assert sysfs_identity(mount_of("0:44", "tmpfs"), str(tmp_path)) is None
     assert sysfs_identity(mount_of("7:0", "/dev/loop0"), str(tmp_path)) is None  # not in this sysfs
+
+
+def test_a_stick_unlocked_with_an_offline_code_stays_writable_until_the_code_expires(
+    stick: Stick, media_factory: Callable[..., RemovableMedia]
+) -> None:
+    # Offline-code grants are held by USB control, not listed in the policy; the service hands
+    # them to this component (see Service._start_controls).
+    stick.mount()
+    device = DeviceIdentity(vid="0781", pid="5567", serial="4C530001234")
+    until = time.time() + 1.5
+    grants = [Exemption("0781", "5567", "", until)]
+    media = media_factory(classify=stick.identity(device), extra_exemptions=lambda: grants)
+    media.apply_policy(make_policy(**doc(storage="read_only")), time.time())
+    settle(media, 0.5)
+    assert not stick.is_read_only()
+    pump(media, lambda _: stick.is_read_only(), timeout=10)
+    assert time.time() >= until

@@ -78,6 +78,14 @@ def _console_user() -> str:
     return ""
 
 
+def offline_grants(spool: Spool, now: float) -> list[TemporaryEntry]:
+    """Access granted by offline codes (kept in the spool, so it survives a restart; a day past
+    its end it is forgotten). Removable-media control reads it too: a stick unlocked with a
+    code must not be remounted read-only."""
+    raw = json.loads(spool.get(_KV_GRANTS) or "[]")
+    return [TemporaryEntry(**g) for g in raw if g["until"] > now - 86400]
+
+
 class UsbControl:
     def __init__(
         self,
@@ -227,9 +235,7 @@ class UsbControl:
         self._refresh()
 
     def _grants(self) -> list[TemporaryEntry]:
-        raw = json.loads(self.spool.get(_KV_GRANTS) or "[]")
-        now = self.clock()
-        return [TemporaryEntry(**g) for g in raw if g["until"] > now - 86400]
+        return offline_grants(self.spool, self.clock())
 
     def _save_grants(self, grants: list[TemporaryEntry]) -> None:
         self.spool.set(_KV_GRANTS, json.dumps([asdict(g) for g in grants]))
