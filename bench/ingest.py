@@ -1,12 +1,13 @@
 """Benchmark: span ingestion through the real agent HTTP API, side by side with aw-server.
 
-Run by hand: `.venv/bin/python bench/ingest.py [--batches 100] [--aw-events 5000]`.
+Run by hand: `.venv/bin/python bench/ingest.py [--batches 100] [--server gunicorn] [--aw-events 5000]`.
 
 In one run, on loopback only, with bounded loops:
 
-* Glasshouse: `manage.py runserver --noreload --nothreading` (Django's own WSGI server, one
-  request at a time like one synchronous worker; no production WSGI server is installed in
-  this project) under the *production* settings (DEBUG off, a
+* Glasshouse: served by gunicorn (the production WSGI server in requirements.txt) with
+  `--workers` synchronous workers (default 2, one per core), or with `--server runserver` by
+  `manage.py runserver --noreload --nothreading` (one request at a time), under the
+  *production* settings (DEBUG off, a
   random strong secret key, persistent database connections), once into a fresh SQLite file
   and once into a fresh PostgreSQL database made for the run and dropped after it. A device is
   enrolled through the real enroll endpoint with a token made in `manage.py shell`; the client
@@ -192,7 +193,7 @@ from glasshouse.devices.actions import do_create_token
 from glasshouse.devices.models import AgentPolicy
 # aw-server stores titles, so the comparison stores them too.
 AgentPolicy.objects.filter(team__isnull=True).update(collect_titles=True)
-print(do_create_token(None, label='bench', expires_at=timezone.now() + dt.timedelta(days=1), max_uses=1).secret)
+print(do_create_token(None, label='bench', expires_at=timezone.now() + dt.timedelta(days=1), max_uses=64).secret)
 """
 
 
@@ -203,22 +204,18 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def post_batches(port: int, auth: str, bodies: list[tuple[int, bytes]], connections: int) -> None:
-    """Post every (seq, gzip body) from `connections` threads at once; each must be acked."""
-    lock = threading.Lock()
-    todo = iter(bodies)
+def post_batches(port: int, uploads: list[list[tuple[str, int, bytes]]]) -> None:
+    """One thread per list in `uploads`, each posting its (auth, seq, gzip body) items in order,
+    like one agent uploading its spool; all threads at once. Every batch must be acked."""
     failures: list[str] = []
 
-    def worker() -> None:
+    def agent(items: list[tuple[str, int, bytes]]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        headers = {"Authorization": auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
         try:
-            while not failures:
-                with lock:
-                    item = next(todo, None)
-                if item is None:
+            for auth, seq, body in items:
+                if failures:
                     return
-                seq, body = item
+                headers = {"Authorization": auth, "Content-Type": "application/json", "Content-Encoding": "gzip"}
                 # A fresh connection per batch, as an agent uploading every 30 s makes. On a kept-alive
                 # connection runserver's separate header and body writes meet the client's delayed
                 # ACK (Nagle) and every response waits ~40 ms on loopback, which would measure that
@@ -230,7 +227,7 @@ def post_batches(port: int, auth: str, bodies: list[tuple[int, bytes]], connecti
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    threads = [threading.Thread(target=agent, args=(items,)) for items in uploads]
     for t in threads:
         t.start()
     for t in threads:
@@ -250,14 +247,14 @@ def count_spans(storage: str, database_url: str) -> int:
 
 
 def bench_glasshouse(
-    storage: str, database_url: str, var_dir: Path, batches: list[bytes], connections: int
+    storage: str, database_url: str, var_dir: Path, batches: list[bytes], connections: int, serve: list[str]
 ) -> tuple[Result, str]:
     env = glasshouse_env(database_url, var_dir)
     manage(env, "migrate", "--noinput", "-v0")
     token = manage(env, "shell", "-c", SETUP_SNIPPET).strip().splitlines()[-1]
     port = free_port()
     log = var_dir / f"glasshouse-{storage}.log"
-    cmd = [sys.executable, "manage.py", "runserver", "--noreload", *RUNSERVER_FLAGS, f"127.0.0.1:{port}"]
+    cmd = [arg.replace("PORT", str(port)) for arg in serve]
     try:
         with server(cmd, env, port, log, ROOT):
             seconds, events = drive_glasshouse(port, token, batches, connections)
@@ -272,25 +269,32 @@ def bench_glasshouse(
 
 
 def drive_glasshouse(port: int, token: str, batches: list[bytes], connections: int) -> tuple[float, int]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    enroll = {"token": token, "hostname": "bench-1", "os": "linux", "agent_version": "0.1.0", "username": "bench"}
-    status, answer = request(
-        conn, "POST", "/api/agent/v1/enroll", json.dumps(enroll).encode(), {"Content-Type": "application/json"}
-    )
-    if status != 201:
-        raise RuntimeError(f"enrol failed: {status} {answer!r}")
-    device = json.loads(answer)
-    auth = f"Device {device['device_id']}:{device['device_key']}"
-    conn.close()
+    """`connections` devices (one enrolment each) upload at the same time, each its own share of
+    the batches in order, as that many agents would."""
+    auths = []
+    for n in range(connections):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        enroll = {"token": token, "hostname": f"bench-{n}", "os": "linux", "agent_version": "0.1.0", "username": "b"}
+        status, answer = request(
+            conn, "POST", "/api/agent/v1/enroll", json.dumps(enroll).encode(), {"Content-Type": "application/json"}
+        )
+        conn.close()
+        if status != 201:
+            raise RuntimeError(f"enrol failed: {status} {answer!r}")
+        device = json.loads(answer)
+        auths.append(f"Device {device['device_id']}:{device['device_key']}")
     # Warm-up: the first batch (seq 1) opens the database connection and fills caches; untimed.
-    post_batches(port, auth, [(1, batches[0])], 1)
-    timed = [(seq, body) for seq, body in enumerate(batches[1:], start=2)]
+    post_batches(port, [[(auths[0], 1, batches[0])]])
+    # Batch i (seq i + 1) goes to device i % connections: each device's seqs rise, as a spool's do.
+    uploads: list[list[tuple[str, int, bytes]]] = [[] for _ in auths]
+    for i, body in enumerate(batches[1:], start=1):
+        uploads[i % connections].append((auths[i % connections], i + 1, body))
     started = time.perf_counter()
-    post_batches(port, auth, timed, connections)
+    post_batches(port, uploads)
     seconds = time.perf_counter() - started
     # A retry of an acknowledged batch is acknowledged again and stores nothing.
-    post_batches(port, auth, [timed[-1]], 1)
-    return seconds, len(timed) * SPANS_PER_BATCH
+    post_batches(port, [[uploads[-1][-1]]])
+    return seconds, (len(batches) - 1) * SPANS_PER_BATCH
 
 
 # --- aw-server -----------------------------------------------------------------------------
@@ -305,7 +309,7 @@ def aw_event(span: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def bench_aw(aw_bin: Path, tmp: Path, spans: list[dict[str, Any]]) -> list[Result]:
+def bench_aw(aw_bin: Path, tmp: Path, spans: list[dict[str, Any]], bulk_spans: list[dict[str, Any]]) -> list[Result]:
     port = free_port()
     data = tmp / "aw"
     env = {
@@ -347,16 +351,17 @@ def bench_aw(aw_bin: Path, tmp: Path, spans: list[dict[str, Any]]) -> list[Resul
                 "aw-server 0.12.0", "SQLite (peewee)", "heartbeat, one per request", len(events) - 1, seconds, stored
             )
         )
-        # Bulk: lists of 1,000 events, the same events.
+        # Bulk: lists of 1,000 events, the same events as Glasshouse gets.
+        bulk = [aw_event(s) for s in bulk_spans]
         started = time.perf_counter()
-        for i in range(0, len(events), SPANS_PER_BATCH):
-            call("POST", "/api/0/buckets/bench-bulk/events", events[i : i + SPANS_PER_BATCH])
+        for i in range(0, len(bulk), SPANS_PER_BATCH):
+            call("POST", "/api/0/buckets/bench-bulk/events", bulk[i : i + SPANS_PER_BATCH])
         seconds = time.perf_counter() - started
         stored = int(call("GET", "/api/0/buckets/bench-bulk/events/count"))
-        if stored != len(events):
-            raise RuntimeError(f"aw-server stored {stored} of {len(events)} bulk events")
+        if stored != len(bulk):
+            raise RuntimeError(f"aw-server stored {stored} of {len(bulk)} bulk events")
         results.append(
-            Result("aw-server 0.12.0", "SQLite (peewee)", "bulk POST of 1,000 events", len(events), seconds, stored)
+            Result("aw-server 0.12.0", "SQLite (peewee)", "bulk POST of 1,000 events", len(bulk), seconds, stored)
         )
         conn.close()
     return results
@@ -368,13 +373,21 @@ def bench_aw(aw_bin: Path, tmp: Path, spans: list[dict[str, Any]]) -> list[Resul
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=101, help="batches per database (the first is a warm-up)")
-    parser.add_argument("--connections", type=int, default=2, help="concurrent client connections to Glasshouse")
-    parser.add_argument("--aw-events", type=int, default=5000, help="heartbeats, and bulk events, sent to aw-server")
+    parser.add_argument("--connections", type=int, default=4, help="agents (devices) uploading to Glasshouse at once")
+    parser.add_argument("--aw-events", type=int, default=5000, help="heartbeats sent to aw-server")
+    parser.add_argument("--aw-bulk-events", type=int, default=100_000, help="events bulk-inserted into aw-server")
+    parser.add_argument("--server", choices=["gunicorn", "runserver"], default="gunicorn")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--aw-venv", type=Path, default=Path("/tmp/aw-venv"))  # noqa: S108 - a path a developer chose
     parser.add_argument("--skip", action="append", default=[], choices=["sqlite", "postgresql", "aw"])
     parser.add_argument("--show-logs", action="store_true")
     args = parser.parse_args()
 
+    if args.server == "gunicorn":
+        serve = [sys.executable, "-m", "gunicorn", "glasshouse.config.wsgi", "--bind", "127.0.0.1:PORT"]
+        serve += ["--workers", str(args.workers), "--worker-class", "sync", "--log-level", "warning"]
+    else:
+        serve = [sys.executable, "manage.py", "runserver", "--noreload", *RUNSERVER_FLAGS, "127.0.0.1:PORT"]
     spans = make_spans(args.batches * SPANS_PER_BATCH)
     bodies = [
         gzip.compress(json.dumps({"batch_seq": i + 1, "spans": spans[o : o + SPANS_PER_BATCH]}).encode())
@@ -398,14 +411,14 @@ def main() -> None:
             else:
                 notes.append("PostgreSQL: could not create the bench database; not measured.")
         for storage, url in targets:
-            result, log = bench_glasshouse(storage, url, tmp, bodies, args.connections)
+            result, log = bench_glasshouse(storage, url, tmp, bodies, args.connections, serve)
             results.append(result)
             if args.show_logs:
                 print(log, file=sys.stderr)
         if "aw" not in args.skip:
             aw_bin = args.aw_venv / "bin" / "aw-server"
             if aw_bin.exists():
-                results.extend(bench_aw(aw_bin, tmp, spans[: args.aw_events]))
+                results.extend(bench_aw(aw_bin, tmp, spans[: args.aw_events], spans[: args.aw_bulk_events]))
             else:
                 notes.append(
                     f"aw-server: {aw_bin} not found; make it with `python3 -m venv {args.aw_venv} && "
@@ -416,7 +429,9 @@ def main() -> None:
             subprocess.run(["psql", PG_URL, "-qc", f"DROP DATABASE IF EXISTS {PG_BENCH_DB}"], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"Window spans, {SPANS_PER_BATCH:,} per batch ({raw_kib:,.0f} KiB of JSON before gzip).\n")
+    how = f"gunicorn, {args.workers} sync workers" if args.server == "gunicorn" else "runserver --nothreading"
+    print(f"Window spans, {SPANS_PER_BATCH:,} per batch ({raw_kib:,.0f} KiB of JSON before gzip); Glasshouse")
+    print(f"served by {how}; {args.connections} devices uploading at once.\n")
     print("| system | storage | how | events | wall time | events/s | stored rows |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for r in results:
