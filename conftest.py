@@ -142,3 +142,16 @@ def keep_spans_forever(settings: Any) -> None:
     """Test batches use fixed dates in January 2025, which the default span retention (180 days)
     would refuse to store; the retention tests set SPAN_RETENTION_DAYS themselves."""
     settings.SPAN_RETENTION_DAYS = 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of PostgreSQL-only storage are deselected on SQLite (the suite runs on both, so
+    they run in the PostgreSQL pass), rather than reported as skipped."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    kept = [item for item in items if item.get_closest_marker("postgresql_only") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept

@@ -19,7 +19,7 @@ from glasshouse.ingest.tests.helpers import Agent, window
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
-on_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions exist only on PostgreSQL")
+on_postgres = pytest.mark.postgresql_only  # partitions exist only on PostgreSQL
 
 
 def days_ago(n: int, hour: int = 10) -> float:

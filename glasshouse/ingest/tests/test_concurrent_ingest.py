@@ -21,7 +21,7 @@ from glasshouse.ingest.tests.helpers import T0, Agent, window
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has one writer at a time: nothing to race"),
+    pytest.mark.postgresql_only,  # SQLite has one writer at a time: nothing to race
 ]
 
 
