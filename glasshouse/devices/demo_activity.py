@@ -752,6 +752,47 @@ def ensure_demo_policies() -> list[str]:
     return changes
 
 
+def ensure_demo_controls() -> list[str]:
+    """Device control in the Northwind demo, so its pages show policies in force: the default
+    records files written to removable media and blocks unknown keyboards and Steam; Finance
+    gets read-only storage with one allow-listed encrypted stick; Sales blocks social media in
+    working hours. Through controls.actions (versioned, audited); only where the scope still has
+    nothing of its own, so a re-run or IT's later edits are left alone. Returns what changed."""
+    from glasshouse.controls import actions as controls
+    from glasshouse.controls import validation as v
+    from glasshouse.controls.models import AppPolicy, UsbPolicy, WebPolicy
+
+    changes: list[str] = []
+    default_usb = UsbPolicy.objects.filter(team__isnull=True).first()
+    if default_usb is None or not (default_usb.track_files or default_usb.block_unknown_keyboards):
+        controls.do_set_usb_options(None, None, classes={}, block_unknown_keyboards=True, track_files=True)
+        changes.append("organisation USB: unknown keyboards blocked, files to removable media recorded")
+    if not AppPolicy.objects.filter(team__isnull=True, entries__isnull=False).exists():
+        controls.do_save_app_policy(None, None, (v.AppEntry("steam"),))
+        changes.append("organisation apps: steam blocked")
+    finance = Team.objects.filter(name="Finance").first()
+    if finance is not None and not UsbPolicy.objects.filter(team=finance).exists():
+        controls.do_save_usb_policy(
+            None,
+            finance,
+            v.UsbSettings(
+                classes={**v.UsbSettings().classes, "storage": "read_only"},
+                block_unknown_keyboards=True,
+                track_files=True,
+                allow=(v.AllowEntry("0781", "5581", "FIN-0001", "Finance encrypted stick"),),
+            ),
+        )
+        changes.append("Finance USB: storage read-only, one encrypted stick allowed")
+    sales = Team.objects.filter(name="Sales").first()
+    if sales is not None and not WebPolicy.objects.filter(team=sales).exists():
+        rule = v.WebRuleInput(
+            "block", "category", "social", ("mon", "tue", "wed", "thu", "fri"), dt.time(9), dt.time(17)
+        )
+        controls.do_save_web_policy(None, sales, full_urls=False, rules=(rule,))
+        changes.append("Sales web: social media blocked 09:00-17:00 on weekdays")
+    return changes
+
+
 @dataclass
 class Credential:
     device_id: str

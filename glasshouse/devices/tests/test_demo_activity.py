@@ -26,13 +26,14 @@ from glasshouse.devices.demo_activity import (
     Replayer,
     apply_policy,
     batches_of,
+    ensure_demo_controls,
     pending_spans,
     person_day,
     plan_habits,
 )
 from glasshouse.devices.models import Device, EnrollmentToken
 from glasshouse.devices.policy import default_policy, resolve_for_person
-from glasshouse.org.models import Person
+from glasshouse.org.models import Person, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -233,3 +234,21 @@ def test_batches_never_split_a_tie_and_open_spans_wait() -> None:
     spans[7] = {**spans[7], "end": 9.0}
     pending = pending_spans(spans, after=0.0, not_before=0.0, until=3.5)
     assert [s["start"] for s in pending] == [1.0, 1.0, 1.0]
+
+
+def test_demo_device_control_is_set_once_and_reaches_the_agents_policy(db: None) -> None:
+    finance, sales = Team.objects.create(name="Finance"), Team.objects.create(name="Sales")
+    employee = Person.objects.create(full_name="Fay", email="fay@example.test", employee_number="D1", team=finance)
+    changes = ensure_demo_controls()
+    assert len(changes) == 4
+    assert ensure_demo_controls() == []  # a re-run (or IT's later edits) is left alone
+    document = resolve_for_person(employee).document
+    assert document["usb"]["classes"]["storage"] == "read_only"
+    assert document["usb"]["block_unknown_keyboards"] is True
+    assert [(a["vid"], a["pid"], a["serial"]) for a in document["usb"]["allow"]] == [("0781", "5581", "FIN-0001")]
+    assert document["removable"]["track_files"] is True
+    assert document["apps"]["block"] == [{"name": "steam", "path": ""}]
+    seller = Person.objects.create(full_name="Sol", email="sol@example.test", employee_number="D2", team=sales)
+    blocked = [r for r in resolve_for_person(seller).document["web"]["rules"] if r["action"] == "block"]
+    assert {"facebook.com", "instagram.com"} <= {r["value"] for r in blocked}
+    assert all(r["schedule"]["start"] == "09:00" for r in blocked)
