@@ -50,6 +50,16 @@ MAX_BATCH_SPANS = 1000  # the protocol's cap; a policy may lower it
 DAY = 86400.0
 
 SpanDict = dict[str, Any]
+# Point events (docs/agent-protocol.md, "Events in batches") travel beside the spans in the
+# replay's plans, with start == end == their time, and go out in a batch's `events`.
+EVENT_KINDS = ("usb", "file")
+# USB sticks people plug in now and then: (vid, pid, vendor, product).
+STICKS = (
+    ("0781", "5567", "SanDisk", "Cruzer Blade"),
+    ("0951", "1666", "Kingston", "DataTraveler 3.0"),
+    ("058f", "6387", "Alcor Micro", "Flash Drive"),
+)
+COPIED_FILES = ("Q3 forecast.xlsx", "board-deck.pptx", "contract-signed.pdf", "photos.zip", "handover notes.docx")
 
 # --- applications ------------------------------------------------------------------------------
 # How each agent backend names an application: X11 WM_CLASS, the Windows exe name, the macOS
@@ -557,7 +567,35 @@ class DayWriter:
                 self.event(b1, "unlock")
             cursor = b1
         self.active(cursor, end)
+        if lunch and rng.random() < 0.07:  # now and then a stick is plugged in at work
+            self.usb_stick(rng.uniform(start + 1800, max(start + 1801, end - 1800)))
         self.event(end, last)
+
+    def usb_stick(self, t: float) -> None:
+        """A stick plugged in, a few files written to it, pulled out. The verdict (and whether
+        files could be written) is the policy's; `apply_policy` decides it."""
+        rng = self.rng
+        vid, pid, vendor, product = rng.choice(STICKS)
+        stick = {"vid": vid, "pid": pid, "serial": f"{rng.randrange(16**10):010X}", "vendor": vendor}
+        stick |= {"product": product, "class": "storage", "user": self.habits.username, "port": "1-2"}
+        self.spans.append({"kind": "usb", "start": round(t, 3), "end": round(t, 3), "action": "insert", **stick})
+        label = f"/media/{self.habits.username}/{vendor.upper().replace(' ', '')}"
+        for n, name in enumerate(rng.sample(COPIED_FILES, rng.randint(1, 3))):
+            at = round(t + 20 + 15 * n + rng.uniform(0, 10), 3)
+            self.spans.append(
+                {
+                    "kind": "file",
+                    "start": at,
+                    "end": at,
+                    "path": f"{label}/{name}",
+                    "size": rng.randrange(20_000, 40_000_000),
+                    "exe": "/usr/bin/nautilus",
+                    "user": self.habits.username,
+                    "mount": label,
+                }
+            )
+        out = round(t + 300 + rng.uniform(0, 600), 3)
+        self.spans.append({"kind": "usb", "start": out, "end": out, "action": "remove", **stick})
 
     def event(self, t: float, event: str) -> None:
         self.spans.append(
@@ -670,12 +708,13 @@ def apply_policy(spans: list[SpanDict], document: dict[str, Any], os_name: str) 
         "session": bool(collect.get("sessions")),
     }
     titles = bool(collect.get("titles")) and os_name != "macos"
+    events = _usb_verdicts([s for s in spans if s["kind"] in EVENT_KINDS], document)
     kept = [s for s in spans if kinds.get(s["kind"], False)]
     if not titles:
         kept = [{k: v for k, v in s.items() if k != "title"} for s in kept]
     schedule = document.get("schedule", {})
     if schedule.get("mode") != "working_hours" or not kept:
-        return kept
+        return kept + events
     windows = schedule_windows(schedule, min(s["start"] for s in kept), max(s["end"] for s in kept))
     clipped: list[SpanDict] = []
     for s in kept:
@@ -688,11 +727,30 @@ def apply_policy(spans: list[SpanDict], document: dict[str, Any], os_name: str) 
             a, b = max(s["start"], w0), min(s["end"], w1)
             if b > a:
                 clipped.append({**s, "start": round(a, 3), "end": round(b, 3)})
-    return clipped
+    # Device control is enforced at all hours, so its events are not clipped to the schedule.
+    return clipped + events
+
+
+def _usb_verdicts(events: list[SpanDict], document: dict[str, Any]) -> list[SpanDict]:
+    """The verdict the agent would have given each stick under the document's `usb` section,
+    and only the file writes that section let happen (storage allowed, files recorded)."""
+    usb = document.get("usb", {})
+    storage = usb.get("classes", {}).get("storage", "allow")
+    allowed = {(a["vid"], a["pid"], a["serial"]) for a in usb.get("allow", [])}
+    verdict = {"allow": "allowed", "block": "blocked", "read_only": "read_only"}[storage]
+    track = bool(document.get("removable", {}).get("track_files"))
+    out: list[SpanDict] = []
+    for e in events:
+        if e["kind"] == "usb":
+            listed = (e["vid"], e["pid"], e["serial"]) in allowed or (e["vid"], e["pid"], "") in allowed
+            out.append({**e, "verdict": "allowed" if listed else verdict})
+        elif track and verdict == "allowed":
+            out.append(e)
+    return out
 
 
 def sort_key(span: SpanDict) -> tuple[float, int]:
-    return span["start"], ("session", "idle", "window").index(span["kind"])
+    return span["start"], ("session", "usb", "file", "idle", "window").index(span["kind"])
 
 
 def pending_spans(spans: list[SpanDict], *, after: float | None, not_before: float, until: float) -> list[SpanDict]:
@@ -893,7 +951,13 @@ class Replayer:
         return document
 
     def _send(self, cred: Credential, seq: int, spans: list[SpanDict]) -> None:
-        body = gzip.compress(json.dumps({"batch_seq": seq, "spans": spans}).encode(), compresslevel=1)
+        events = [
+            {"time": s["start"], **{k: v for k, v in s.items() if k not in ("start", "end")}}
+            for s in spans
+            if s["kind"] in EVENT_KINDS
+        ]
+        batch = {"batch_seq": seq, "spans": [s for s in spans if s["kind"] not in EVENT_KINDS], "events": events}
+        body = gzip.compress(json.dumps(batch).encode(), compresslevel=1)
         response = self.client.post(
             reverse("agent_api:batches"),
             body,
