@@ -158,16 +158,28 @@ class Category(models.IntegerChoices):
 
 
 class Classification(models.Model):
-    """The organisation's category for one application or site. Rollup rows carry the category
-    their subject had when they were written; `activity.rollups.reclassify` rewrites them when
-    a classification changes, so reports never join this table."""
+    """The category one application or site resolves to: for the organisation (no team) and,
+    where a team's own rules resolve it differently, for that team. Rollup rows carry the
+    category their subject had for the person's team when they were written;
+    `activity.rollups.reclassify` rewrites them when a classification changes, so reports never
+    join this table. The rules that decide these rows live in `reports` (classification rules)."""
 
     kind = models.SmallIntegerField(choices=UsageKind.choices)
     subject = models.ForeignKey(InternedString, on_delete=models.PROTECT, related_name="+")
     category = models.SmallIntegerField(choices=Category.choices)
+    team = models.ForeignKey("org.Team", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "subject"], name="classification_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"], condition=models.Q(team__isnull=True), name="classification_once"
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "subject", "team"],
+                condition=models.Q(team__isnull=False),
+                name="classification_team_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.subject_id}: {self.get_category_display()}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.db import connection, transaction
@@ -39,6 +39,13 @@ from glasshouse.org.models import Person
 
 UTC = dt.UTC
 BATCHES_PER_STEP = 200
+
+# Called inside the roll-up transaction with the (kind, subject id) pairs of applications and
+# sites that have no Classification row yet, before their rows are written. `reports`
+# registers the one that applies its classification rules (activity does not import reports);
+# it leaves an organisation row for every pair, uncategorised when no rule matches, so each
+# new subject is resolved once.
+NEW_SUBJECT_RESOLVERS: list[Callable[[set[tuple[int, int]]], None]] = []
 
 
 def hour_pieces(start: float, end: float) -> Iterator[tuple[float, float]]:
@@ -130,9 +137,15 @@ def roll_up_step(limit: int = BATCHES_PER_STEP) -> int:
                 cell = daily[(person_id, day, kind, subject_id)]
                 cell[0] += seconds
                 cell[1] += 1 if i == 0 else 0
-        categories = _categories({(k, s) for (_, _, k, s) in daily})
-        _upsert_hourly(hourly, categories)
-        _upsert_daily(daily, categories)
+        found = _categories({(k, s) for (_, _, k, s) in daily})
+        uncategorised = int(Category.UNCATEGORISED)
+
+        def category(person_id: int, kind: int, subject_id: int) -> int:
+            team_id = people[person_id][1]
+            return found.get((team_id, kind, subject_id), found.get((None, kind, subject_id), uncategorised))
+
+        _upsert_hourly(hourly, category)
+        _upsert_daily(daily, category)
         teams = {people[p][1] for (p, _, _, _) in daily} - {None}
         _rebuild_team_days(teams, {day for (_, day, _, _) in daily})
         IngestBatch.objects.filter(id__in=batch_ids).update(rolled_up=True)
@@ -184,13 +197,23 @@ def _subject_spans(batch_ids: list[int]) -> list[tuple[int, int, int, float, flo
     return out
 
 
-def _categories(subjects: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    found: dict[tuple[int, int], int] = {}
-    subject_ids = {s for _, s in subjects}
-    for kind, subject_id, category in Classification.objects.filter(subject_id__in=subject_ids).values_list(
-        "kind", "subject_id", "category"
-    ):
-        found[(kind, subject_id)] = category
+def _categories(subjects: set[tuple[int, int]]) -> dict[tuple[int | None, int, int], int]:
+    """{(team or None, kind, subject): category} for the subjects; new applications and sites
+    are resolved first by the registered resolvers."""
+
+    def read() -> dict[tuple[int | None, int, int], int]:
+        rows = Classification.objects.filter(subject_id__in={s for _, s in subjects}).values_list(
+            "team_id", "kind", "subject_id", "category"
+        )
+        return {(team_id, kind, subject_id): category for team_id, kind, subject_id, category in rows}
+
+    found = read()
+    known = {(kind, subject_id) for _, kind, subject_id in found}
+    new = {(k, s) for k, s in subjects if k != UsageKind.STATE and (k, s) not in known}
+    if new and NEW_SUBJECT_RESOLVERS:
+        for resolve in NEW_SUBJECT_RESOLVERS:
+            resolve(new)
+        found = read()
     return found
 
 
@@ -219,16 +242,18 @@ def _additive_upsert(table: str, key: tuple[str, ...], types: tuple[str, ...], r
             cursor.executemany(f"{into} VALUES ({', '.join(['%s'] * len(columns))}) {on_conflict}", rows)
 
 
-def _upsert_hourly(cells: dict[tuple[int, float, int, int], Cell], categories: dict[tuple[int, int], int]) -> None:
+CategoryOf = Callable[[int, int, int], int]  # (person, kind, subject) -> category
+
+
+def _upsert_hourly(cells: dict[tuple[int, float, int, int], Cell], category: CategoryOf) -> None:
     adapt = connection.ops.adapt_datetimefield_value
-    uncategorised = int(Category.UNCATEGORISED)
     rows = [
         (
             person_id,
             adapt(dt.datetime.fromtimestamp(hour, UTC)),
             kind,
             subject_id,
-            categories.get((kind, subject_id), uncategorised),
+            category(person_id, kind, subject_id),
             seconds,
             int(count),
         )
@@ -238,16 +263,15 @@ def _upsert_hourly(cells: dict[tuple[int, float, int, int], Cell], categories: d
     _additive_upsert(HourlyUsage._meta.db_table, key, ("int8", "timestamptz", "int2", "int8"), rows)
 
 
-def _upsert_daily(cells: dict[tuple[int, dt.date, int, int], Cell], categories: dict[tuple[int, int], int]) -> None:
+def _upsert_daily(cells: dict[tuple[int, dt.date, int, int], Cell], category: CategoryOf) -> None:
     adapt = connection.ops.adapt_datefield_value
-    uncategorised = int(Category.UNCATEGORISED)
     rows = [
         (
             person_id,
             adapt(day),
             kind,
             subject_id,
-            categories.get((kind, subject_id), uncategorised),
+            category(person_id, kind, subject_id),
             seconds,
             int(count),
         )
@@ -284,12 +308,35 @@ def _rebuild_team_days(teams: set[int], days: set[dt.date]) -> None:
         )
 
 
-def reclassify(kind: int, subject_id: int, category: int) -> None:
-    """Record a subject's category and rewrite the rollup rows that carry it."""
+def reclassify(kind: int, subject_id: int, category: int, team_categories: Mapping[int, int] | None = None) -> None:
+    """Record a subject's resolved categories, `category` for the organisation and
+    `team_categories` for teams whose own rules resolve it differently, and rewrite the rollup
+    rows that carry them: a team's rows and its current members' rows take the team's
+    category, every other row the organisation's."""
+    overrides = {team: c for team, c in (team_categories or {}).items() if c != category}
+    teams_by_category: dict[int, list[int]] = defaultdict(list)
+    for team, c in overrides.items():
+        teams_by_category[c].append(team)
     with transaction.atomic():
-        Classification.objects.update_or_create(kind=kind, subject_id=subject_id, defaults={"category": category})
-        for model in (HourlyUsage, DailyUsage, TeamDailyUsage):
-            model.objects.filter(kind=kind, subject_id=subject_id).update(category=category)
+        Classification.objects.filter(kind=kind, subject_id=subject_id).delete()
+        Classification.objects.bulk_create(
+            [
+                Classification(kind=kind, subject_id=subject_id, category=category),
+                *(
+                    Classification(kind=kind, subject_id=subject_id, category=c, team_id=t)
+                    for t, c in overrides.items()
+                ),
+            ]
+        )
+        team_rows = TeamDailyUsage.objects.filter(kind=kind, subject_id=subject_id)
+        team_rows.exclude(team_id__in=list(overrides)).update(category=category)
+        for c, teams in teams_by_category.items():
+            team_rows.filter(team_id__in=teams).update(category=c)
+        for model in (HourlyUsage, DailyUsage):
+            rows = model.objects.filter(kind=kind, subject_id=subject_id)
+            rows.exclude(person__team_id__in=list(overrides)).update(category=category)
+            for c, teams in teams_by_category.items():
+                rows.filter(person__team_id__in=teams).update(category=c)
 
 
 def roll_up_pending() -> int:

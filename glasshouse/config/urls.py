@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("devices/", include("glasshouse.devices.urls")),
     path("controls/", include("glasshouse.controls.urls")),
+    path("reports/", include("glasshouse.reports.urls")),
+    path("alerts/", include("glasshouse.alerts.urls")),
     path("api/agent/v1/", agent_api.urls),
 ]
 

@@ -36,10 +36,15 @@ def menu_for(roles: frozenset[Role], has_person: bool) -> list[NavItem]:
         items.append(NavItem("My team", "org:my_team", "Organisation"))
     if roles & MONITORING_ROLES:
         items.append(NavItem("Monitoring", "activity:people", "IT & security"))
+        items.append(NavItem("Live view", "activity:live", "IT & security"))
         items.append(NavItem("Devices", "devices:inventory", "IT & security"))
         items.append(NavItem("Device control", "controls:overview", "IT & security"))
         items.append(NavItem("USB requests", "controls:usb_requests", "IT & security"))
         items.append(NavItem("Device events", "controls:events", "IT & security"))
+        items.append(NavItem("Activity overview", "reports:overview", "IT & security"))
+        items.append(NavItem("Classification", "reports:rules", "IT & security"))
+        items.append(NavItem("Uncategorised", "reports:uncategorised", "IT & security"))
+        items.append(NavItem("Alerts", "alerts:inbox", "IT & security"))
     if Role.IT_ADMIN in roles:
         items.append(NavItem("Roles", "accounts:roles", "Administration"))
     if roles & AUDIT_ROLES:

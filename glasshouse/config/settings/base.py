@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "glasshouse.devices",
     "glasshouse.ingest",
     "glasshouse.controls",
+    "glasshouse.reports",
+    "glasshouse.alerts",
 ]
 
 MIDDLEWARE = [
@@ -115,6 +117,9 @@ LOGIN_FAILURE_LIMIT = envint("GLASSHOUSE_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("GLASSHOUSE_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 # How long a stated purpose covers further looks at the same person's monitoring data.
 MONITORING_PURPOSE_TTL_SECONDS = envint("GLASSHOUSE_MONITORING_PURPOSE_TTL_SECONDS", 30 * 60)
+# The live view shows a team's active/idle split only when at least this many of its people are
+# online, so that a count never stands for one person (docs/architecture.md, "Live view").
+LIVE_MIN_GROUP = envint("GLASSHOUSE_LIVE_MIN_GROUP", 3)
 
 # Whole UTC days of raw agent spans kept before today (0 = keep forever). Rollups are kept.
 SPAN_RETENTION_DAYS = envint("GLASSHOUSE_SPAN_RETENTION_DAYS", 180)

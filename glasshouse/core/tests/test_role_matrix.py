@@ -20,6 +20,9 @@ MATRIX_MODULES = (
     "glasshouse.devices.tests.matrix",
     "glasshouse.ingest.tests.matrix",
     "glasshouse.controls.tests.matrix",
+    "glasshouse.reports.tests.matrix",
+    "glasshouse.alerts.tests.matrix",
+    "glasshouse.activity.tests.matrix",
 )
 Entry = tuple[str, Callable[[Personas], dict[str, object]], dict[str, int]]
 

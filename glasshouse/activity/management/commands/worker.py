@@ -5,6 +5,7 @@ SQLite default it needs no other service.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from types import FrameType
@@ -15,6 +16,9 @@ from django.db import close_old_connections
 
 from glasshouse.activity import retention
 from glasshouse.activity.rollups import roll_up_pending
+from glasshouse.alerts.evaluate import run_pending as run_alerts
+
+log = logging.getLogger(__name__)
 
 # Storage upkeep (partitions ahead, retention) is cheap but needed only a few times a day.
 UPKEEP_SECONDS = 3600
@@ -30,6 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["once"]:
             self.stdout.write(f"Rolled up {roll_up_pending()} batches.")
+            self.stdout.write(f"Raised {run_alerts()} alerts.")
             self.upkeep()
             return
         stopping = False
@@ -41,19 +46,34 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         self.stdout.write("Worker running; stop with Ctrl-C or SIGTERM.")
-        last_upkeep = float("-inf")
+        self.last_upkeep = float("-inf")
         while not stopping:
             # Connections may have been closed by the server between passes.
             close_old_connections()
-            done = roll_up_pending()
-            if time.monotonic() - last_upkeep >= UPKEEP_SECONDS:
-                self.upkeep()
-                last_upkeep = time.monotonic()
-            if done:
-                self.stdout.write(f"Rolled up {done} batches.")
-            else:
+            try:
+                done = self.one_pass()
+            except Exception:
+                # One bad pass (a database restart, a bug in one job) must not stop rollups and
+                # alerts for good: log it with its traceback and try again after a pause.
+                log.exception("Worker pass failed; retrying in %s s.", options["interval"])
+                done = 0
+            if not done:
                 time.sleep(options["interval"])
         self.stdout.write("Worker stopped.")
+
+    def one_pass(self) -> int:
+        """Rollups, then alerts (time rules see the batches just counted), then storage upkeep
+        when it is due. Returns how many batches were rolled up."""
+        done = roll_up_pending()
+        if done:
+            self.stdout.write(f"Rolled up {done} batches.")
+        raised = run_alerts()
+        if raised:
+            self.stdout.write(f"Raised {raised} alerts.")
+        if time.monotonic() - self.last_upkeep >= UPKEEP_SECONDS:
+            self.upkeep()
+            self.last_upkeep = time.monotonic()
+        return done
 
     def upkeep(self) -> None:
         """Create the coming days' span partitions, then drop the days past retention. Rollups
