@@ -21,7 +21,10 @@ def _choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> Non
 
 
 class OverviewFilterForm(forms.Form):
-    """The overview's filters, from the query string (so a link carries them)."""
+    """Every report's filters, from the query string (so a link carries them). A report with
+    more filters subclasses it and names its fields in `EXTRA`."""
+
+    EXTRA: tuple[str, ...] = ()
 
     team = forms.ChoiceField(required=False, label="Team (with its sub-teams)")
     office = forms.ChoiceField(required=False, label="Location")
@@ -31,7 +34,7 @@ class OverviewFilterForm(forms.Form):
     def __init__(self, data: Any, teams: list[Team], offices: list[tuple[str, str]]) -> None:
         default = Filters.default()
         merged = {"from_": default.first_day.isoformat(), "to": default.last_day.isoformat()}
-        for key in ("team", "office", "to"):
+        for key in ("team", "office", "to", *self.EXTRA):
             if data.get(key):
                 merged[key] = data[key]
         if data.get("from"):
@@ -62,6 +65,21 @@ class OverviewFilterForm(forms.Form):
             office=office,
             office_label=self.office_labels.get(office, "") if office else "",
         )
+
+
+class SoftwareFilterForm(OverviewFilterForm):
+    """Plus the licence-reclaim choice: an application name or a site's domain, exactly as the
+    utilisation table shows it."""
+
+    EXTRA = ("licence", "licence_kind")
+    licence = forms.CharField(required=False, max_length=255, label="Licence reclaim for")
+    licence_kind = forms.ChoiceField(required=False, choices=[("app", "Application"), ("site", "Site")], label="Kind")
+
+    def reclaim_params(self) -> dict[str, str]:
+        name = (self.cleaned_data.get("licence") or "").strip()
+        if not name:
+            return {}
+        return {"licence": name, "licence_kind": self.cleaned_data.get("licence_kind") or "app"}
 
 
 class RuleForm(forms.Form):

@@ -67,3 +67,57 @@ class ClassificationRule(models.Model):
     @property
     def is_pattern(self) -> bool:
         return self.match in PATTERN_KINDS
+
+
+class Frequency(models.TextChoices):
+    """How often a scheduled report is sent; each mail covers one whole UTC period (see
+    `reports.scheduled`)."""
+
+    DAILY = "daily", "Daily (yesterday)"
+    WEEKLY = "weekly", "Weekly (last Monday to Sunday)"
+    MONTHLY = "monthly", "Monthly (last calendar month)"
+
+
+class ReportSchedule(models.Model):
+    """A report e-mailed every day, week or month to a list of addresses, with the PDF and CSV
+    attached. `report` names an entry of `reports.scheduled.REPORTS`; `filters` holds that
+    report's filters except the dates, which come from the period being sent."""
+
+    report = models.CharField(max_length=40)
+    filters = models.JSONField(default=dict, blank=True)
+    frequency = models.CharField(max_length=8, choices=Frequency.choices)
+    # One address per line.
+    recipients = models.TextField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the next period (the one ending just before it, see `scheduled.period_for`) is due.
+    next_run_at = models.DateTimeField(db_index=True)
+    # Set after a failed send: not tried again before this time.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.report} ({self.get_frequency_display()})"
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [line.strip() for line in self.recipients.splitlines() if line.strip()]
+
+
+class SentReport(models.Model):
+    """One period of one schedule that has been sent; the unique constraint is what keeps a
+    period from being sent twice (two workers, a retried pass)."""
+
+    schedule = models.ForeignKey(ReportSchedule, on_delete=models.CASCADE, related_name="sent")
+    first_day = models.DateField()
+    last_day = models.DateField()
+    sent_at = models.DateTimeField(default=timezone.now)
+    recipients = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "first_day"], name="sent_report_period_once")]
+        ordering = ["-first_day"]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} {self.first_day}..{self.last_day}"

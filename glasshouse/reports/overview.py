@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from glasshouse.activity.models import Category, DailyUsage, TeamDailyUsage, UsageKind
 from glasshouse.org.models import Office, Team
+from glasshouse.reports.exports import Report, Table, hours, percent
 
 TOP = 10
 DEFAULT_DAYS = 28
@@ -133,20 +134,27 @@ def subtree(team: Team, parents: dict[int, int | None]) -> set[int]:
     return found
 
 
-def _rows(f: Filters, parents: dict[int, int | None]) -> QuerySet[Any]:
-    teams = subtree(f.team, parents) if f.team is not None else None
-    rows: QuerySet[Any]
-    if not f.office:
-        rows = TeamDailyUsage.objects.filter(day__gte=f.first_day, day__lte=f.last_day)
-        if teams is not None:
-            rows = rows.filter(team_id__in=teams)
-        return rows
-    rows = DailyUsage.objects.filter(day__gte=f.first_day, day__lte=f.last_day, person__team__isnull=False)
-    if teams is not None:
-        rows = rows.filter(person__team_id__in=teams)
+def people_in_scope(rows: QuerySet[Any], f: Filters, parents: dict[int, int | None]) -> QuerySet[Any]:
+    """Rows of a per-person table narrowed to the filters' people: in a team (people in no team
+    are in no report, as team-day rows cannot hold them), in the team's subtree, at the office
+    or remote. Every report that reads per-person rows narrows them here."""
+    rows = rows.filter(person__team__isnull=False)
+    if f.team is not None:
+        rows = rows.filter(person__team_id__in=subtree(f.team, parents))
     if f.office == REMOTE:
         return rows.filter(person__office__isnull=True)
-    return rows.filter(person__office_id=int(f.office))
+    if f.office:
+        return rows.filter(person__office_id=int(f.office))
+    return rows
+
+
+def _rows(f: Filters, parents: dict[int, int | None]) -> QuerySet[Any]:
+    if f.office:
+        return people_in_scope(DailyUsage.objects.filter(day__gte=f.first_day, day__lte=f.last_day), f, parents)
+    rows: QuerySet[Any] = TeamDailyUsage.objects.filter(day__gte=f.first_day, day__lte=f.last_day)
+    if f.team is not None:
+        rows = rows.filter(team_id__in=subtree(f.team, parents))
+    return rows
 
 
 def _category_label(low: int, high: int) -> str:
@@ -204,3 +212,40 @@ def office_choices() -> list[tuple[str, str]]:
     return [("", "Every location"), (REMOTE, "Remote (no office)")] + [
         (str(pk), name) for pk, name in Office.objects.values_list("pk", "name")
     ]
+
+
+ITEM_COLUMNS = ("item", "category", "hours", "percent")
+
+
+def export(ov: Overview) -> Report:
+    """The page's tables for the exports. For a week, hours are active hours and percent its
+    productive share."""
+    summary = Table(
+        "summary",
+        "Summary",
+        ITEM_COLUMNS,
+        [
+            ("active", "", hours(ov.active), percent(ov.active_share)),
+            ("idle", "", hours(ov.idle), percent(None if ov.active_share is None else 1 - ov.active_share)),
+            ("productive share", "", "", percent(ov.productive_share)),
+        ],
+    )
+    categories = Table(
+        "category",
+        "Categories",
+        ITEM_COLUMNS,
+        [(label, label, hours(seconds), percent(share)) for _, label, seconds, share in ov.categories()],
+    )
+    apps = Table(
+        "top apps", "Top applications", ITEM_COLUMNS, [(i.name, i.category, hours(i.seconds), "") for i in ov.top_apps]
+    )
+    sites = Table(
+        "top sites", "Top sites", ITEM_COLUMNS, [(i.name, i.category, hours(i.seconds), "") for i in ov.top_sites]
+    )
+    weeks = Table(
+        "weeks",
+        "Weeks",
+        ITEM_COLUMNS,
+        [(w.start.isoformat(), "", hours(w.active), percent(w.productive_share)) for w in ov.weeks],
+    )
+    return Report("overview", "Activity overview", ov.filters.describe(), [summary, categories, apps, sites, weeks])

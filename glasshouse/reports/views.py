@@ -1,10 +1,10 @@
-"""Pages for IT and security: the overview report with its exports, the classification rules
-and the uncategorised queue.
+"""Pages for IT and security: the reports (overview, after hours, software utilisation, office
+vs remote) with their exports, the classification rules and the uncategorised queue.
 
 IT admins and security analysts may look (MONITORING_ROLES); only IT admins change rules. HR
 partners, managers, employees and auditors get 403: these are monitoring reports, and HR sees
 monitoring-derived data only through `insights` (purpose separation). Thin: reads go through
-`reports.overview` and `reports.classify`, writes through `reports.actions`.
+the report modules and `reports.classify`, writes through `reports.actions`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,25 @@ from glasshouse.audit.actions import record
 from glasshouse.core.roles import MONITORING_ROLES, Role
 from glasshouse.org.models import Team
 from glasshouse.reports import actions, charts, exports
+from glasshouse.reports.afterhours import after_hours
+from glasshouse.reports.afterhours import export as after_hours_export
 from glasshouse.reports.classify import RuleBook
-from glasshouse.reports.forms import CategoryForm, CheckForm, ClassifyForm, OverviewFilterForm, RuleForm
+from glasshouse.reports.exports import Report
+from glasshouse.reports.forms import (
+    CategoryForm,
+    CheckForm,
+    ClassifyForm,
+    OverviewFilterForm,
+    RuleForm,
+    SoftwareFilterForm,
+)
+from glasshouse.reports.locations import comparison
+from glasshouse.reports.locations import export as locations_export
 from glasshouse.reports.models import RULE_CATEGORIES, ClassificationRule
-from glasshouse.reports.overview import Overview, office_choices, overview
+from glasshouse.reports.overview import Filters, office_choices, overview
+from glasshouse.reports.overview import export as overview_export
+from glasshouse.reports.software import RECLAIM_DAYS, SHOWN, Utilisation, reclaim, utilisation
+from glasshouse.reports.software import export as software_export
 
 QUEUE_DAYS = 30
 QUEUE_SIZE = 50
@@ -53,13 +68,45 @@ def _apply_errors(form: Form, exc: ValidationError) -> None:
         form.add_error(name if name in form.fields else None, errors)
 
 
-def _overview_form(request: HttpRequest) -> tuple[OverviewFilterForm, list[Team]]:
+def _filter_form(
+    request: HttpRequest, form_class: type[OverviewFilterForm] = OverviewFilterForm
+) -> tuple[OverviewFilterForm, dict[int, int | None]]:
     teams = list(Team.objects.only("id", "name", "parent_id"))
-    return OverviewFilterForm(request.GET, teams, office_choices()), teams
+    return form_class(request.GET, teams, office_choices()), {t.pk: t.parent_id for t in teams}
 
 
-def _report(form: OverviewFilterForm, teams: list[Team]) -> Overview:
-    return overview(form.filters(), {t.pk: t.parent_id for t in teams})
+def _refused_export(form: OverviewFilterForm) -> HttpResponse:
+    problems = "; ".join(f"{name}: {' '.join(str(e) for e in errs)}" for name, errs in form.errors.items())
+    return HttpResponse(f"Nothing exported: {problems}\n", status=400, content_type="text/plain; charset=utf-8")
+
+
+def _export(request: HttpRequest, report: Report, fmt: str, query: str, filters: Filters) -> HttpResponse:
+    """Every report's export: rendered from the report's tables and audited."""
+    body = exports.render(report, fmt)
+    with transaction.atomic():
+        record(
+            actor=request.user,
+            action=f"reports.{report.slug}.export",
+            target_label=f"{report.slug} {query}",
+            after={"format": fmt},
+            request=request,
+        )
+    response = HttpResponse(body, content_type=EXPORTS[fmt])
+    name = f"glasshouse-{report.slug}-{filters.first_day}-{filters.last_day}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _page_context(request: HttpRequest, url_name: str, export_name: str, query: str) -> dict[str, object]:
+    """The export links and the shareable link. The filters live in the query string, so the
+    page's address is the link: it carries no rights of its own, and whoever opens it passes the
+    same role check."""
+    return {
+        "query": query,
+        "action": reverse(url_name),
+        "export_name": export_name,
+        "share_url": request.build_absolute_uri(f"{reverse(url_name)}?{query}"),
+    }
 
 
 # --- overview --------------------------------------------------------------------------------
@@ -67,21 +114,19 @@ def _report(form: OverviewFilterForm, teams: list[Team]) -> Overview:
 
 @require_roles(*MONITORING_ROLES)
 def overview_view(request: HttpRequest) -> HttpResponse:
-    """The filters live in the query string, so the page's address is the shareable link: it
-    carries no rights of its own, and whoever opens it passes the same role check."""
-    form, teams = _overview_form(request)
+    form, parents = _filter_form(request)
     if not form.is_valid():
-        return render(request, "reports/overview.html", {"form": form}, status=400)
-    ov = _report(form, teams)
-    query = ov.filters.query_string()
+        return render(
+            request, "reports/overview.html", {"form": form, "action": reverse("reports:overview")}, status=400
+        )
+    ov = overview(form.filters(), parents)
     return render(
         request,
         "reports/overview.html",
         {
             "form": form,
             "ov": ov,
-            "query": query,
-            "share_url": request.build_absolute_uri(f"{reverse('reports:overview')}?{query}"),
+            **_page_context(request, "reports:overview", "reports:export", ov.filters.query_string()),
             "weekly_chart": charts.weekly_chart(ov),
             "category_bar": charts.category_bar(ov),
             "colours": {int(k): v for k, v in charts.COLOURS.items()},
@@ -91,30 +136,134 @@ def overview_view(request: HttpRequest) -> HttpResponse:
 
 @require_roles(*MONITORING_ROLES)
 def export_view(request: HttpRequest, fmt: str) -> HttpResponse:
-    form, teams = _overview_form(request)
+    form, parents = _filter_form(request)
     if not form.is_valid():
-        problems = "; ".join(f"{name}: {' '.join(str(e) for e in errs)}" for name, errs in form.errors.items())
-        return HttpResponse(f"Nothing exported: {problems}\n", status=400, content_type="text/plain; charset=utf-8")
-    ov = _report(form, teams)
-    body: bytes | str
-    if fmt == "csv":
-        body = exports.to_csv(ov)
-    elif fmt == "xlsx":
-        body = exports.to_xlsx(ov)
-    else:
-        body = exports.to_pdf(ov)
-    with transaction.atomic():
-        record(
-            actor=request.user,
-            action="reports.overview.export",
-            target_label=f"overview {ov.filters.query_string()}",
-            after={"format": fmt},
-            request=request,
+        return _refused_export(form)
+    ov = overview(form.filters(), parents)
+    return _export(request, overview_export(ov), fmt, ov.filters.query_string(), ov.filters)
+
+
+# --- after hours -----------------------------------------------------------------------------
+
+
+@require_roles(*MONITORING_ROLES)
+def after_hours_view(request: HttpRequest) -> HttpResponse:
+    form, parents = _filter_form(request)
+    if not form.is_valid():
+        return render(
+            request, "reports/after_hours.html", {"form": form, "action": reverse("reports:after_hours")}, status=400
         )
-    response = HttpResponse(body, content_type=EXPORTS[fmt])
-    name = f"glasshouse-overview-{ov.filters.first_day}-{ov.filters.last_day}.{fmt}"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    ah = after_hours(form.filters(), parents)
+    return render(
+        request,
+        "reports/after_hours.html",
+        {
+            "form": form,
+            "ah": ah,
+            **_page_context(request, "reports:after_hours", "reports:after_hours_export", ah.filters.query_string()),
+            "team_chart": charts.after_hours_by_group(ah.groups),
+            "week_chart": charts.after_hours_by_week(ah.weeks),
+            "colours": charts.AFTER_HOURS_COLOURS,
+        },
+    )
+
+
+@require_roles(*MONITORING_ROLES)
+def after_hours_export_view(request: HttpRequest, fmt: str) -> HttpResponse:
+    form, parents = _filter_form(request)
+    if not form.is_valid():
+        return _refused_export(form)
+    ah = after_hours(form.filters(), parents)
+    return _export(request, after_hours_export(ah), fmt, ah.filters.query_string(), ah.filters)
+
+
+# --- software utilisation --------------------------------------------------------------------
+
+
+def _software(
+    request: HttpRequest, form: SoftwareFilterForm, parents: dict[int, int | None]
+) -> tuple[Utilisation, str]:
+    f = form.filters()
+    util = utilisation(f, parents)
+    params = form.reclaim_params()
+    if params:
+        util.reclaim = reclaim(f, parents, params["licence_kind"], params["licence"], request.user)
+        if util.reclaim.people is not None:
+            # A list of names drawn from monitoring data: who looked, and at which list, is audited.
+            with transaction.atomic():
+                record(
+                    actor=request.user,
+                    action="reports.licence_reclaim.view",
+                    target_label=f"{params['licence_kind']} {params['licence']}",
+                    after={"people": util.reclaim.count, "filters": f.query_string()},
+                    request=request,
+                )
+    return util, urlencode({**f.params(), **params})
+
+
+@require_roles(*MONITORING_ROLES)
+def software_view(request: HttpRequest) -> HttpResponse:
+    form, parents = _filter_form(request, SoftwareFilterForm)
+    assert isinstance(form, SoftwareFilterForm)
+    if not form.is_valid():
+        return render(
+            request, "reports/software.html", {"form": form, "action": reverse("reports:software")}, status=400
+        )
+    util, query = _software(request, form, parents)
+    return render(
+        request,
+        "reports/software.html",
+        {
+            "form": form,
+            "util": util,
+            **_page_context(request, "reports:software", "reports:software_export", query),
+            "app_chart": charts.users_chart(util.apps),
+            "reclaim_days": RECLAIM_DAYS,
+            "shown": SHOWN,
+        },
+    )
+
+
+@require_roles(*MONITORING_ROLES)
+def software_export_view(request: HttpRequest, fmt: str) -> HttpResponse:
+    form, parents = _filter_form(request, SoftwareFilterForm)
+    assert isinstance(form, SoftwareFilterForm)
+    if not form.is_valid():
+        return _refused_export(form)
+    util, query = _software(request, form, parents)
+    return _export(request, software_export(util), fmt, query, util.filters)
+
+
+# --- office vs remote ------------------------------------------------------------------------
+
+
+@require_roles(*MONITORING_ROLES)
+def locations_view(request: HttpRequest) -> HttpResponse:
+    form, parents = _filter_form(request)
+    if not form.is_valid():
+        return render(
+            request, "reports/locations.html", {"form": form, "action": reverse("reports:locations")}, status=400
+        )
+    cmp = comparison(form.filters(), parents)
+    return render(
+        request,
+        "reports/locations.html",
+        {
+            "form": form,
+            "cmp": cmp,
+            **_page_context(request, "reports:locations", "reports:locations_export", cmp.filters.query_string()),
+            "active_chart": charts.locations_chart(cmp.locations),
+        },
+    )
+
+
+@require_roles(*MONITORING_ROLES)
+def locations_export_view(request: HttpRequest, fmt: str) -> HttpResponse:
+    form, parents = _filter_form(request)
+    if not form.is_valid():
+        return _refused_export(form)
+    cmp = comparison(form.filters(), parents)
+    return _export(request, locations_export(cmp), fmt, cmp.filters.query_string(), cmp.filters)
 
 
 # --- classification rules --------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_exports_carry_the_page_numbers(personas: Personas, client_for: ClientFo
     assert by_item[("weeks", "2025-01-13")]["percent"] == "66.7"
 
     book = load_workbook(io.BytesIO(export("xlsx").content))
-    assert book.sheetnames == ["Summary", "Top applications", "Top sites", "Weeks"]
+    assert book.sheetnames == ["Summary", "Categories", "Top applications", "Top sites", "Weeks"]
     apps = [[c.value for c in row] for row in book["Top applications"].iter_rows(min_row=3)]
     assert apps[0] == ["top apps", "code", "productive", 2, None]
     summary = {row[1]: row[4] for row in book["Summary"].iter_rows(min_row=3, values_only=True)}

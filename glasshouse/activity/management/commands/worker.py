@@ -17,6 +17,7 @@ from django.db import close_old_connections
 from glasshouse.activity import retention
 from glasshouse.activity.rollups import roll_up_pending
 from glasshouse.alerts.evaluate import run_pending as run_alerts
+from glasshouse.reports.scheduled import send_due as send_scheduled_reports
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Command(BaseCommand):
         raised = run_alerts()
         if raised:
             self.stdout.write(f"Raised {raised} alerts.")
+        mailed = send_scheduled_reports()
+        if mailed:
+            self.stdout.write(f"Sent {mailed} scheduled reports.")
         if time.monotonic() - self.last_upkeep >= UPKEEP_SECONDS:
             self.upkeep()
             self.last_upkeep = time.monotonic()
