@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -18,6 +19,9 @@ from conftest import PERSONA_PASSWORD
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the test
 # itself (fixtures, assertions) are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# The endpoint agent as `make test` installs it, in its own virtualenv.
+AGENT = Path(__file__).resolve().parents[1] / "agent" / ".venv" / "bin" / "glasshouse-agent"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -29,6 +33,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@pytest.fixture
+def installed_agent() -> None:
+    """Tests that run the real agent: skipped with the reason when it is not installed, and a
+    failure under CI=true."""
+    if not AGENT.exists():
+        reason = f"the agent is not installed at {AGENT} (make test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,9 @@ from typing import Any
 
 import pytest
 
+from e2e.conftest import AGENT
+
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = ROOT / "agent" / ".venv" / "bin" / "glasshouse-agent"
 AGENT_PYTHON = ROOT / "agent" / ".venv" / "bin" / "python"
 
 BATCH_SPANS = 200
@@ -460,12 +461,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    if not AGENT.exists():
-        reason = f"the agent is not installed at {AGENT} (make test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+def rig(installed_agent: None, tmp_path: Path) -> Iterator[Rig]:
     rig = Rig(Server(tmp_path), Agent(tmp_path / "agent"), Relay())
     try:
         yield rig

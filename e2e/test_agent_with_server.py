@@ -25,6 +25,7 @@ import pytest
 from django.utils import timezone
 
 from conftest import Personas
+from e2e.conftest import AGENT
 from glasshouse.activity.models import IngestBatch, Span, SpanKind
 from glasshouse.devices import actions as device_actions
 from glasshouse.devices.models import Device
@@ -33,7 +34,6 @@ from glasshouse.devices.policy import default_policy
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = ROOT / "agent" / ".venv" / "bin" / "glasshouse-agent"
 
 
 def _desktop_module() -> ModuleType:
@@ -48,15 +48,6 @@ def _desktop_module() -> ModuleType:
 
 
 desktop_harness = _desktop_module()
-
-
-@pytest.fixture
-def installed_agent() -> None:
-    if not AGENT.exists():
-        reason = f"the agent is not installed at {AGENT} (make test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture

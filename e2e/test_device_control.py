@@ -47,7 +47,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from conftest import Personas
-from e2e.conftest import SignIn
+from e2e.conftest import AGENT, SignIn
 from glasshouse.activity.models import DeviceEvent, EventKind
 from glasshouse.controls import actions as control_actions
 from glasshouse.controls import validation as v
@@ -59,7 +59,6 @@ from glasshouse.devices.policy import default_policy
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[1]
-AGENT = ROOT / "agent" / ".venv" / "bin" / "glasshouse-agent"
 
 # The personas' Sales team has no USB or web policy of its own: it follows the default.
 STICK_VID, STICK_PID = "0781", "5567"
@@ -269,15 +268,6 @@ class AgentProcess:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-
-@pytest.fixture
-def installed_agent() -> None:
-    if not AGENT.exists():
-        reason = f"the agent is not installed at {AGENT} (make test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture

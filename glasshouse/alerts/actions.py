@@ -12,7 +12,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from glasshouse.alerts.models import MINUTE_KINDS, Alert, AlertComment, AlertStatus, Rule, RuleKind
+from glasshouse.alerts.models import MINUTE_KINDS, RULE_FIELDS, Alert, AlertComment, AlertStatus, Rule, RuleKind
 from glasshouse.audit.actions import record
 
 if TYPE_CHECKING:
@@ -24,23 +24,6 @@ if TYPE_CHECKING:
 
 MAX_MINUTES = 7 * 24 * 60
 DOMAIN_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
-RULE_FIELDS = (
-    "name",
-    "kind",
-    "enabled",
-    "severity",
-    "schedule",
-    "team",
-    "minutes",
-    "category",
-    "usage_source",
-    "domains",
-    "include_blocked",
-    "usb_blocked_only",
-    "min_bytes",
-    "emails",
-    "webhook_url",
-)
 
 
 def check_rule(rule: Rule) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from glasshouse.alerts.models import AlertStatus, Rule, Severity
+from glasshouse.alerts.models import RULE_FIELDS, AlertStatus, Rule, Severity
 from glasshouse.org.models import Team
 
 
@@ -23,23 +23,7 @@ class RuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Rule
-        fields = [
-            "name",
-            "kind",
-            "enabled",
-            "severity",
-            "schedule",
-            "team",
-            "minutes",
-            "category",
-            "usage_source",
-            "domains",
-            "include_blocked",
-            "usb_blocked_only",
-            "min_bytes",
-            "emails",
-            "webhook_url",
-        ]
+        fields = list(RULE_FIELDS)
         labels = {
             "team": "Team (empty: everyone)",
             "minutes": "Minutes (threshold or grace period)",

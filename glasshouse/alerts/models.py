@@ -240,3 +240,23 @@ class AgentStop(models.Model):
 
     def __str__(self) -> str:
         return f"agent stop on {self.device_id} at {self.stopped_at}"
+
+
+# The fields of a rule IT edits (the form's fields; what its audit rows compare).
+RULE_FIELDS = (
+    "name",
+    "kind",
+    "enabled",
+    "severity",
+    "schedule",
+    "team",
+    "minutes",
+    "category",
+    "usage_source",
+    "domains",
+    "include_blocked",
+    "usb_blocked_only",
+    "min_bytes",
+    "emails",
+    "webhook_url",
+)
