@@ -1,6 +1,6 @@
-"""The background worker: one long-running process for rollups and span storage upkeep (the
-next days' partitions, retention), and later alerts and scheduled reports. On the embedded
-SQLite default it needs no other service.
+"""The background worker: the one long-running process. Each pass rolls up pending batches,
+evaluates alerts, sends due scheduled reports, and a few times a day makes the coming days'
+span partitions and applies retention. On the embedded SQLite default it needs no other service.
 """
 
 from __future__ import annotations
