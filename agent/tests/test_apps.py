@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from glasshouse_agent.service import Service
 from glasshouse_agent.session import SessionHelper
 from glasshouse_agent.spool import Spool
 from tests.conftest import make_policy
+from tests.controlloop import pump, settle
 from tests.desktop import wait_for
 
 # comm holds 15 characters: "forbidden-" + 5 hex digits fits, so both comm and exe match.
@@ -81,27 +81,6 @@ class Recorder:
 
     def __call__(self, uid: int, title: str, body: str) -> None:
         self.messages.append((uid, title, body))
-
-
-def pump(
-    blocker: AppBlocker, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Drive the blocker like the service's loop does until `until(events)` holds."""
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        wait = max(0.0, min(blocker.next_wakeup() - time.time(), 0.1))
-        select.select([blocker.fileno()], [], [], wait)
-        events += blocker.poll(time.time())
-        if until(events):
-            return events
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; events: {events}")
-
-
-def settle(blocker: AppBlocker, seconds: float = 0.5) -> list[dict[str, Any]]:
-    end = time.monotonic() + seconds
-    return pump(blocker, lambda _: time.monotonic() > end, timeout=seconds + 5)
 
 
 @pytest.fixture

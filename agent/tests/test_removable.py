@@ -37,6 +37,7 @@ from glasshouse_agent.removable import (
 from glasshouse_agent.service import Service
 from glasshouse_agent.spool import Spool
 from tests.conftest import make_policy
+from tests.controlloop import pump, settle
 
 STICK_TOOLS = ("truncate", "mkfs.ext4", "losetup", "mount", "umount")
 
@@ -119,27 +120,6 @@ def doc(*, track: bool = True, storage: str = "allow", **usb: Any) -> dict[str, 
         "removable": {"track_files": track},
         "usb": {"classes": {"storage": storage}, **usb},
     }
-
-
-def pump(
-    media: RemovableMedia, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Drive the component like the service's loop does until `until(events)` holds."""
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        wait = max(0.0, min(media.next_wakeup() - time.time(), 0.1))
-        select.select([media.fileno()], [], [], wait)
-        events += media.poll(time.time())
-        if until(events):
-            return events
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; events: {events}")
-
-
-def settle(media: RemovableMedia, seconds: float = 0.5) -> list[dict[str, Any]]:
-    end = time.monotonic() + seconds
-    return pump(media, lambda _: time.monotonic() > end, timeout=seconds + 5)
 
 
 @pytest.fixture
