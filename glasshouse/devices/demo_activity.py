@@ -851,6 +851,67 @@ def ensure_demo_controls() -> list[str]:
     return changes
 
 
+# The demo's classification: its applications by what a typical IT team would call them. Sites
+# keep to the shipped categories (none here), so the uncategorised queue has something to show.
+DEMO_CLASSES: dict[str, tuple[str, ...]] = {
+    "productive": (
+        "code",
+        "jetbrains-pycharm",
+        "pycharm64",
+        "pycharm",
+        "jetbrains-studio",
+        "studio64",
+        "xcode",
+        "gnome-terminal-server",
+        "windowsterminal",
+        "iterm2",
+        "libreoffice-calc",
+        "libreoffice-writer",
+        "excel",
+        "winword",
+        "microsoft excel",
+        "microsoft word",
+        "evince",
+        "acrobat",
+        "adobe acrobat",
+        "figma",
+        "figma-linux",
+        "dbeaver",
+        "wireshark",
+        "org.remmina.remmina",
+        "mstsc",
+    ),
+    "neutral": (
+        "slack",
+        "zoom",
+        "zoom.us",
+        "thunderbird",
+        "outlook",
+        "microsoft outlook",
+        "org.gnome.nautilus",
+        "explorer",
+        "finder",
+    ),
+    "unproductive": ("spotify",),
+}
+
+
+def ensure_demo_classification() -> list[str]:
+    """Organisation-wide classification rules for the demo's applications (through
+    reports.actions: audited, rollups rewritten), only while there are no rules at all."""
+    from glasshouse.activity.models import Category
+    from glasshouse.reports import actions as reports
+    from glasshouse.reports.models import ClassificationRule, MatchKind
+
+    if ClassificationRule.objects.exists():
+        return []
+    category = {"productive": Category.PRODUCTIVE, "neutral": Category.NEUTRAL, "unproductive": Category.UNPRODUCTIVE}
+    for name, apps in DEMO_CLASSES.items():
+        for app in apps:
+            reports.do_add_rule(None, None, MatchKind.APP, app, int(category[name]))
+    return [f"{len(apps)} applications {name}" for name, apps in DEMO_CLASSES.items()]
+
+
 @dataclass
 class Credential:
     device_id: str

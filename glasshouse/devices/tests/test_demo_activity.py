@@ -18,7 +18,7 @@ from django.db.models import Sum
 from django.test import override_settings
 
 from conftest import Personas
-from glasshouse.activity.models import DailyUsage, HourlyUsage, IngestBatch, Span, SpanKind, UsageKind
+from glasshouse.activity.models import Category, DailyUsage, HourlyUsage, IngestBatch, Span, SpanKind, UsageKind
 from glasshouse.audit.models import AuditEntry
 from glasshouse.devices.actions import do_update_policy, policy_snapshot
 from glasshouse.devices.demo_activity import (
@@ -26,6 +26,7 @@ from glasshouse.devices.demo_activity import (
     Replayer,
     apply_policy,
     batches_of,
+    ensure_demo_classification,
     ensure_demo_controls,
     pending_spans,
     person_day,
@@ -33,6 +34,7 @@ from glasshouse.devices.demo_activity import (
 )
 from glasshouse.devices.models import Device, EnrollmentToken
 from glasshouse.devices.policy import default_policy, resolve_for_person
+from glasshouse.ingest.tests.helpers import Agent, window
 from glasshouse.org.models import Person, Team
 
 pytestmark = pytest.mark.django_db
@@ -252,3 +254,15 @@ def test_demo_device_control_is_set_once_and_reaches_the_agents_policy(db: None)
     blocked = [r for r in resolve_for_person(seller).document["web"]["rules"] if r["action"] == "block"]
     assert {"facebook.com", "instagram.com"} <= {r["value"] for r in blocked}
     assert all(r["schedule"]["start"] == "09:00" for r in blocked)
+
+
+def test_demo_classification_is_set_once_and_categorises_what_agents_report(personas: Personas) -> None:
+    assert ensure_demo_classification()
+    assert ensure_demo_classification() == []  # IT's own rules (or a re-run) are left alone
+    agent = Agent.enrolled(personas.person("employee"))
+    t = dt.datetime(2025, 1, 20, 10, tzinfo=dt.UTC).timestamp()
+    spans = [window(t, t + 600, app="Code"), window(t + 600, t + 660, app="Spotify"), window(t + 660, t + 700, app="x")]
+    assert agent.send({"batch_seq": 1, "spans": spans}).status_code == 200
+    call_command("worker", "--once", stdout=StringIO())
+    rows = {r.subject.value: r.category for r in DailyUsage.objects.select_related("subject")}
+    assert rows == {"Code": Category.PRODUCTIVE, "Spotify": Category.UNPRODUCTIVE, "x": Category.UNCATEGORISED}

@@ -21,6 +21,7 @@ from glasshouse.devices.demo_activity import (
     Replayer,
     ReplayError,
     default_credentials_path,
+    ensure_demo_classification,
     ensure_demo_controls,
     ensure_demo_policies,
 )
@@ -66,6 +67,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"Added the demo agent policy for {change}.")
             for change in ensure_demo_controls():
                 self.stdout.write(f"Added demo device control: {change}.")
+            for change in ensure_demo_classification():
+                self.stdout.write(f"Classified for the demo: {change}.")
         credentials: Path = options["credentials"] or default_credentials_path()
         replayer = Replayer(
             days=days, seed=options["seed"], end=options["end"], credentials=credentials, progress=self.stdout.write
